@@ -1,0 +1,31 @@
+"""sparseconv: a convolution is a matrix times a vector; make the matrix cheaper.
+
+``conv2d(x, W) = W @ im2col(x)``. Every compression in the library is a
+:class:`WeightOperator` that stands in for W, with one cost model
+(:class:`Cost`) to compare them.
+"""
+
+from .columns import col2im, conv_output_shape, im2col
+from .conv import DEFAULT_WORKSPACE, conv2d
+from .cost import Cost, conv_cost
+from .dense import DenseWeight
+from .operator import WeightOperator, as_operator, load, relative_error
+from . import reference
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_WORKSPACE",
+    "Cost",
+    "DenseWeight",
+    "WeightOperator",
+    "as_operator",
+    "col2im",
+    "conv2d",
+    "conv_cost",
+    "conv_output_shape",
+    "im2col",
+    "load",
+    "reference",
+    "relative_error",
+]

@@ -1,0 +1,182 @@
+"""Dense convolution kernels: GEMMs on im2col tiles, or on shifted views.
+
+Two ways to feed a GEMM with the im2col matrix without building all of it:
+
+``conv_im2col``
+    Work is cut into tasks = (tile of output columns) x (block of output
+    channels). Each thread owns one slab of the workspace and, per task,
+    fills the tile's columns (only the input channels that its output block
+    reads), multiplies them by the weight rows with a single-threaded BLAS
+    GEMM per group, and scatters the result into the NCHW output. The tile
+    stays in the core's cache between the two steps. Any stride.
+
+``conv_shifted`` (stride 1)
+    With the input zero-padded to (H_p, W_p) and laid out flat per channel,
+    row (c, i, j) of the im2col matrix, restricted to the output rows
+    oh0..oh1 and computed on the *padded* width W_p, is the contiguous run
+    ``x_pad[c, (oh0 + i*dh)*W_p + j*dw :][:rows*W_p]``. So the product is
+    sum over (i, j) of W[:, :, i, j] @ (a strided view of x_pad), kH*kW GEMMs
+    that read the input in place: no im2col copy at all. The price is
+    W_p - W_out wasted columns per output row, which are computed and
+    dropped.
+
+Both run in numba's thread pool only; the caller limits BLAS to one thread,
+so the two runtimes never compete for the cores.
+"""
+
+import numba
+
+from ._blas import dgemm, sgemm
+from ._config import PARALLEL, PARALLEL_BLAS, SERIAL
+from ._im2col import im2col_tile
+
+
+@numba.njit(**SERIAL)
+def _scatter(res, ld, out, bias, m0, m1, q0, q1, p_img):
+    """out[n, m, p] = res[m - m0, q - q0] + bias[m] for columns q = n*p_img + p in [q0, q1)."""
+    q = q0
+    while q < q1:
+        n = q // p_img
+        p = q - n * p_img
+        seg = min(p_img - p, q1 - q)
+        for m in range(m0, m1):
+            dst = out[n, m]
+            src = res[(m - m0) * ld + q - q0:]
+            b = bias[m]
+            for s in range(seg):
+                dst[p + s] = src[s] + b
+        q += seg
+
+
+@numba.njit(**PARALLEL)
+def pad_planes(x, xp, top, left, hp, wp):
+    """Zero-pad x (N, C, H, W) into flat planes of (hp, wp), x's pixel (h, w) at (top + h, left + w).
+
+    ``xp`` holds N*C planes of hp*wp entries one after the other, (n, c)
+    order, then a zeroed tail that shifted reads may run into.
+    """
+    n_img, n_ch, height, width = x.shape
+    plane = hp * wp
+    for k in numba.prange(n_img * n_ch):
+        n = k // n_ch
+        c = k - n * n_ch
+        base = k * plane
+        for t in range(base, base + plane):
+            xp[t] = 0
+        for h in range(height):
+            row = base + (h + top) * wp + left
+            src = x[n, c, h]
+            for t in range(width):
+                xp[row + t] = src[t]
+    for t in range(n_img * n_ch * plane, xp.shape[0]):
+        xp[t] = 0
+
+
+def _make_kernels(gemm):
+    @numba.njit(**PARALLEL_BLAS)
+    def conv_im2col(x, w, bias, out, ws_cols, ws_out, groups, tile, m_blocks,
+                    kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
+        """out (N, C_out, P) = grouped conv of x (N, C_in, H, W) by w (C_out, Kg) + bias.
+
+        ws_cols: (n_threads, >= C_in*kh*kw*tile), ws_out: (n_threads, >= m_block*tile).
+        ``bias`` has length C_out (zeros when there is none).
+        """
+        n_img = x.shape[0]
+        c_in = x.shape[1]
+        c_out = w.shape[0]
+        k_g = w.shape[1]
+        kk = kh * kw
+        p_img = h_out * w_out
+        total = n_img * p_img
+        n_tasks = (total + tile - 1) // tile * m_blocks
+        cin_g = c_in // groups
+        cout_g = c_out // groups
+        m_block = (c_out + m_blocks - 1) // m_blocks
+        n_threads = ws_cols.shape[0]
+        w_flat = w.ravel()
+        for thread in numba.prange(n_threads):
+            cols = ws_cols[thread]
+            res = ws_out[thread]
+            for task in range(thread, n_tasks, n_threads):
+                tile_i = task // m_blocks
+                m0 = (task - tile_i * m_blocks) * m_block
+                m1 = min(m0 + m_block, c_out)
+                if m0 >= m1:
+                    continue
+                q0 = tile_i * tile
+                q1 = min(q0 + tile, total)
+                n_cols = q1 - q0
+                g0 = m0 // cout_g
+                g1 = (m1 - 1) // cout_g + 1
+                rows = (g1 - g0) * cin_g * kk
+                cols2d = cols[:rows * n_cols].reshape((rows, n_cols))  # (C_in_used*kH*kW, T)
+                im2col_tile(x, cols2d, q0, q1, g0 * cin_g, g1 * cin_g,
+                            kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out)
+                for g in range(g0, g1):
+                    ma = max(m0, g * cout_g)
+                    mb = min(m1, (g + 1) * cout_g)
+                    gemm(mb - ma, n_cols, k_g, w_flat[ma * k_g:], k_g,
+                         cols[(g - g0) * k_g * n_cols:], n_cols,
+                         res[(ma - m0) * n_cols:], n_cols, 0.0)
+                _scatter(res, n_cols, out, bias, m0, m1, q0, q1, p_img)
+
+    @numba.njit(**PARALLEL_BLAS)
+    def conv_shifted(xp, plane, wt, bias, out, ws_out, groups, band, m_blocks,
+                     kh, kw, dh, dw, wp, h_out, w_out):
+        """Stride-1 grouped conv from the padded planes ``xp`` (see :func:`pad_planes`).
+
+        wt: (kh*kw, C_out, C_in/groups), the weight with its taps first.
+        out: (N, C_out, h_out*w_out). ws_out: (n_threads, >= m_block*band*wp).
+        Tasks are (image, band of ``band`` output rows, block of output channels).
+        """
+        n_img = out.shape[0]
+        c_out = out.shape[1]
+        cin_g = wt.shape[2]
+        cout_g = c_out // groups
+        n_bands = (h_out + band - 1) // band
+        n_tasks = n_img * n_bands * m_blocks
+        m_block = (c_out + m_blocks - 1) // m_blocks
+        n_threads = ws_out.shape[0]
+        w_flat = wt.ravel()
+        for thread in numba.prange(n_threads):
+            res = ws_out[thread]
+            for task in range(thread, n_tasks, n_threads):
+                mb_i = task % m_blocks
+                rest = task // m_blocks
+                band_i = rest % n_bands
+                n = rest // n_bands
+                m0 = mb_i * m_block
+                m1 = min(m0 + m_block, c_out)
+                if m0 >= m1:
+                    continue
+                oh0 = band_i * band
+                rows = min(band, h_out - oh0)
+                n_cols = rows * wp
+                g0 = m0 // cout_g
+                g1 = (m1 - 1) // cout_g + 1
+                for g in range(g0, g1):
+                    ma = max(m0, g * cout_g)
+                    mb = min(m1, (g + 1) * cout_g)
+                    base = (n * groups + g) * cin_g * plane + oh0 * wp
+                    for i in range(kh):
+                        for j in range(kw):
+                            tap = i * kw + j
+                            gemm(mb - ma, n_cols, cin_g,
+                                 w_flat[(tap * c_out + ma) * cin_g:], cin_g,
+                                 xp[base + i * dh * wp + j * dw:], plane,
+                                 res[(ma - m0) * n_cols:], n_cols,
+                                 0.0 if tap == 0 else 1.0)
+                for m in range(m0, m1):
+                    b = bias[m]
+                    dst = out[n, m]
+                    for r in range(rows):
+                        src = res[(m - m0) * n_cols + r * wp:]
+                        d = (oh0 + r) * w_out
+                        for s in range(w_out):
+                            dst[d + s] = src[s] + b
+
+    return conv_im2col, conv_shifted
+
+
+conv_im2col_f32, conv_shifted_f32 = _make_kernels(sgemm)
+conv_im2col_f64, conv_shifted_f64 = _make_kernels(dgemm)

@@ -1,0 +1,128 @@
+"""Argument checking and convolution geometry, shared by every public entry point.
+
+Each check raises ``TypeError`` or ``ValueError`` naming the argument and
+what it accepts, so that bad input never reaches a numba kernel.
+"""
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def pair(value, name, minimum):
+    """``value`` as a tuple of two ints >= ``minimum`` (an int stands for both)."""
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        out = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool) for v in value
+    ):
+        out = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(out) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return out
+
+
+def float_dtype(dtype, name):
+    """The float dtype computations on an array of ``dtype`` use.
+
+    float32 and float64 stay as they are; float16 computes in float32;
+    integers and bools are converted to float64. Anything else is refused.
+    """
+    dtype = np.dtype(dtype)
+    if dtype in (np.float32, np.float64):
+        return dtype
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    raise TypeError(
+        f"{name} must have a real numeric dtype (float32 or float64; float16, "
+        f"integers and bool are converted), got {dtype}"
+    )
+
+
+def as_array(a, name):
+    """``a`` as a NumPy array, refusing objects that are not array-like numbers."""
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be array-like, got {type(a).__name__}") from err
+    float_dtype(a.dtype, name)
+    return a
+
+
+def as_input(x):
+    """Validate x as (N, C_in, H, W); return it C-contiguous in its compute dtype."""
+    x = as_array(x, "x")
+    if x.ndim != 4:
+        raise ValueError(f"x must be 4-D (N, C_in, H, W), got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=float_dtype(x.dtype, "x"))
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a kernel of (kh, kw) taps lands on an (h, w) input.
+
+    Padding is (top, bottom, left, right) so that ``padding='same'`` with an
+    even kernel can pad one side more, as torch does.
+    """
+
+    h: int
+    w: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    top: int
+    bottom: int
+    left: int
+    right: int
+    dh: int
+    dw: int
+
+    @property
+    def h_out(self):
+        return (self.h + self.top + self.bottom - self.dh * (self.kh - 1) - 1) // self.sh + 1
+
+    @property
+    def w_out(self):
+        return (self.w + self.left + self.right - self.dw * (self.kw - 1) - 1) // self.sw + 1
+
+    @property
+    def kernel_args(self):
+        """(kh, kw, sh, sw, top, left, dh, dw, h_out, w_out), as the kernels take them."""
+        return (self.kh, self.kw, self.sh, self.sw, self.top, self.left,
+                self.dh, self.dw, self.h_out, self.w_out)
+
+
+def geometry(x_shape, kernel_size, stride, padding, dilation):
+    """Validate the convolution arguments against an input of ``x_shape``."""
+    kh, kw = pair(kernel_size, "kernel_size", 1)
+    sh, sw = pair(stride, "stride", 1)
+    dh, dw = pair(dilation, "dilation", 1)
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = (0, 0, 0, 0)
+        elif padding == "same":
+            if (sh, sw) != (1, 1):
+                raise ValueError(f"padding='same' needs stride 1, got stride={stride!r}")
+            th, tw = dh * (kh - 1), dw * (kw - 1)
+            pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        else:
+            raise ValueError(f"padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+    else:
+        ph, pw = pair(padding, "padding", 0)
+        pads = (ph, ph, pw, pw)
+    h, w = int(x_shape[-2]), int(x_shape[-1])
+    g = Geometry(h, w, kh, kw, sh, sw, *pads, dh, dw)
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if span_h > h + g.top + g.bottom or span_w > w + g.left + g.right:
+        raise ValueError(
+            f"kernel_size {(kh, kw)} with dilation {(dh, dw)} spans {(span_h, span_w)}, larger "
+            f"than the padded input {(h + g.top + g.bottom, w + g.left + g.right)}"
+        )
+    return g

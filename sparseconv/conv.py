@@ -1,0 +1,190 @@
+"""conv2d: convolution as the product of a weight operator and im2col columns.
+
+Deep-learning "convolution" is cross-correlation (the kernel is not
+flipped); ``conv2d`` follows ``torch.nn.functional.conv2d`` exactly,
+including its argument names and grouped-weight layout.
+"""
+
+import numbers
+
+import numba
+import numpy as np
+
+from . import _conv
+from ._threads import blas_single_threaded
+from ._validation import as_array, as_input, geometry
+from .operator import WeightOperator
+
+__all__ = ["DEFAULT_WORKSPACE", "conv2d"]
+
+#: default bound, in bytes, on the temporary buffers one conv2d call allocates
+DEFAULT_WORKSPACE = 256 * 2**20
+
+# The stride-1 path computes W_p - W_out wasted columns per output row; below
+# this share of useful columns the im2col path is faster (measured on the
+# foundation benchmark's layer set, see README).
+_SHIFTED_MIN_USEFUL = 0.8
+# Output columns per task: enough for an efficient GEMM, small enough that a
+# task's im2col tile stays in the core's L2 cache.
+_TILE_COLUMNS = 256
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           workspace=DEFAULT_WORKSPACE):
+    """2-D convolution (cross-correlation) of a batch of images, NCHW.
+
+    Parameters
+    ----------
+    x : array, shape (N, C_in, H, W)
+        float32 or float64; float16 is computed in float32, integers and
+        bools are converted to float64. Any memory layout.
+    weight : array, shape (C_out, C_in/groups, kH, kW), or a WeightOperator
+        A weight array is cast to x's dtype. An operator (of kernel shape
+        (C_out, C_in, kH, kW)) stands for its matrix and takes ``groups=1``.
+    bias : array, shape (C_out,), optional
+    stride, dilation : int or (int, int), >= 1
+    padding : int or (int, int) >= 0, or 'valid' or 'same'
+        'same' (stride 1 only) pads so that the output has the input's size,
+        one more row/column at the bottom/right when the total is odd, as
+        torch does.
+    groups : int >= 1
+        Splits the input and output channels into ``groups`` blocks that are
+        convolved separately; must divide C_in and C_out.
+    workspace : int, keyword-only
+        Bound in bytes on the temporary buffers (im2col tiles, padded input,
+        partial products) the call allocates, outputs excluded. Default
+        :data:`DEFAULT_WORKSPACE` (256 MiB).
+
+    Returns
+    -------
+    y : array, shape (N, C_out, H_out, W_out), x's compute dtype
+
+    Notes
+    -----
+    ``y[n, o, h, w] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * x_pad[n, g*C_in/G + c, h*sH + i*dH, w*sW + j*dW]``
+    with g = o // (C_out/G) and x_pad = x with zeros around it. In matrix form,
+    per group, ``Y = W @ im2col(x)``. NaN and inf propagate as in torch.
+    """
+    x = as_input(x)
+    if isinstance(weight, WeightOperator):
+        if groups != 1:
+            raise ValueError(f"groups must be 1 with a WeightOperator (it carries its own structure), got {groups!r}")
+        c_out, c_in, kh, kw = weight.kernel_shape
+        if x.shape[1] != c_in:
+            raise ValueError(f"x has C_in={x.shape[1]} channels, the operator expects C_in={c_in}")
+    else:
+        weight = as_array(weight, "weight")
+        if weight.ndim != 4:
+            raise ValueError(f"weight must be 4-D (C_out, C_in/groups, kH, kW), got shape {weight.shape}")
+        if not isinstance(groups, (numbers.Integral, np.integer)) or isinstance(groups, bool) or groups < 1:
+            raise ValueError(f"groups must be a positive int, got {groups!r}")
+        c_out, cin_g, kh, kw = weight.shape
+        if x.shape[1] % groups or c_out % groups:
+            raise ValueError(
+                f"groups={groups} must divide C_in={x.shape[1]} and C_out={c_out}"
+            )
+        if cin_g * groups != x.shape[1]:
+            raise ValueError(
+                f"weight expects C_in/groups={cin_g}, so C_in={cin_g * groups}; x has C_in={x.shape[1]} (groups={groups})"
+            )
+    geom = geometry(x.shape, (kh, kw), stride, padding, dilation)
+    if bias is not None:
+        bias = as_array(bias, "bias")
+        if bias.shape != (c_out,):
+            raise ValueError(f"bias must have shape (C_out,) = ({c_out},), got {bias.shape}")
+        bias = np.ascontiguousarray(bias, dtype=x.dtype)
+    if not isinstance(workspace, (numbers.Integral, np.integer)) or isinstance(workspace, bool) or workspace < 1:
+        raise ValueError(f"workspace must be a positive number of bytes, got {workspace!r}")
+    if isinstance(weight, WeightOperator):
+        return weight._conv2d(x, geom, bias, int(workspace))
+    return dense_conv2d(x, np.ascontiguousarray(weight, dtype=x.dtype), bias, geom, int(groups), int(workspace))
+
+
+def dense_conv2d(x, weight, bias, geom, groups, workspace):
+    """Validated driver of the dense kernels: picks the path, sizes the tiles, bounds the workspace."""
+    n_img, c_in = x.shape[:2]
+    c_out = weight.shape[0]
+    p_img = geom.h_out * geom.w_out
+    if n_img * c_out * p_img == 0 or c_in == 0:
+        out = np.zeros((n_img, c_out, geom.h_out, geom.w_out), x.dtype)
+        return out if bias is None else out + bias[None, :, None, None]
+    bias = np.zeros(c_out, x.dtype) if bias is None else bias
+    out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out)
+    n_threads = numba.get_num_threads()
+    with blas_single_threaded():
+        if not _shifted(x, weight, bias, out, geom, groups, workspace, n_threads):
+            _im2col_tiles(x, weight, bias, out, geom, groups, workspace, n_threads)
+    return out.reshape(n_img, c_out, geom.h_out, geom.w_out)
+
+
+def _blocks(n_units, c_out, n_threads):
+    """How many output-channel blocks to cut each unit of work into so every thread has some."""
+    if n_units >= n_threads:
+        return 1
+    return min(c_out, -(-n_threads // n_units))
+
+
+def _im2col_tiles(x, weight, bias, out, geom, groups, workspace, n_threads):
+    n_img, c_in = x.shape[:2]
+    c_out = weight.shape[0]
+    k = c_in * geom.kh * geom.kw
+    total = n_img * geom.h_out * geom.w_out
+    isz = x.dtype.itemsize
+    n_tiles = -(-total // _TILE_COLUMNS)
+    if n_tiles >= n_threads:
+        n_tiles = -(-n_tiles // n_threads) * n_threads  # a whole number of rounds
+    tile = -(-total // n_tiles)
+    m_blocks = _blocks(n_tiles, c_out, n_threads)
+    m_block = -(-c_out // m_blocks)
+    per_col = n_threads * (k + m_block) * isz
+    if tile * per_col > workspace:
+        tile = workspace // per_col
+        if tile < 1:
+            raise ValueError(
+                f"workspace={workspace} bytes is too small for this layer; it needs at least {per_col}"
+            )
+    ws_cols = np.empty((n_threads, k * tile), x.dtype)
+    ws_out = np.empty((n_threads, m_block * tile), x.dtype)
+    kernel = _conv.conv_im2col_f32 if x.dtype == np.float32 else _conv.conv_im2col_f64
+    kernel(x, weight.reshape(c_out, -1), bias, out, ws_cols, ws_out, groups, tile, m_blocks,
+           *geom.kernel_args)
+
+
+def _shifted(x, weight, bias, out, geom, groups, workspace, n_threads):
+    """Run the stride-1 shifted-GEMM kernel if it fits and pays; return whether it ran."""
+    if (geom.sh, geom.sw) != (1, 1):
+        return False
+    hp = geom.h + geom.top + geom.bottom
+    wp = geom.w + geom.left + geom.right
+    if geom.w_out < _SHIFTED_MIN_USEFUL * wp:
+        return False
+    n_img, c_in = x.shape[:2]
+    c_out = weight.shape[0]
+    isz = x.dtype.itemsize
+    plane = hp * wp
+    slack = (geom.kw - 1) * geom.dw
+    band = max(1, min(geom.h_out, round(_TILE_COLUMNS / wp)))
+    n_bands = -(-geom.h_out // band)
+    m_blocks = _blocks(n_img * n_bands, c_out, n_threads)
+    m_block = -(-c_out // m_blocks)
+    wt = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))  # (kH, kW, C_out, C_in/groups)
+    fixed = (n_threads * m_block * band * wp + wt.size) * isz
+    copy = (geom.kh, geom.kw, hp, wp) != (1, 1, geom.h, geom.w)
+    per_image = c_in * plane * isz if copy else 0
+    chunk = n_img if per_image == 0 else (workspace - fixed - slack * isz) // per_image
+    if chunk < 1:
+        return False
+    ws_out = np.empty((n_threads, m_block * band * wp), x.dtype)
+    if copy:
+        xp = np.empty(min(chunk, n_img) * c_in * plane + slack, x.dtype)
+    kernel = _conv.conv_shifted_f32 if x.dtype == np.float32 else _conv.conv_shifted_f64
+    for n0 in range(0, n_img, chunk):
+        n1 = min(n0 + chunk, n_img)
+        if copy:
+            part = xp[:(n1 - n0) * c_in * plane + slack]
+            _conv.pad_planes(x[n0:n1], part, geom.top, geom.left, hp, wp)
+        else:
+            part = x[n0:n1].reshape(-1)  # (N*C_in*H*W,): a 1x1 conv reads x in place
+        kernel(part, plane, wt.reshape(geom.kh * geom.kw, c_out, -1), bias, out[n0:n1], ws_out,
+               groups, band, m_blocks, geom.kh, geom.kw, geom.dh, geom.dw, wp, geom.h_out, geom.w_out)
+    return True

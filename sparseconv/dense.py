@@ -1,0 +1,82 @@
+"""The dense family: W itself, stored as it is. The baseline every other operator is measured against."""
+
+import numpy as np
+
+from .cost import Cost
+from .operator import WeightOperator
+from ._validation import as_array, float_dtype
+
+__all__ = ["DenseWeight", "dense_cost"]
+
+
+def dense_cost(c_out, k, k_total, n_cols, itemsize):
+    """Cost of a dense (possibly grouped) product on ``n_cols`` columns.
+
+    Each of the ``c_out`` outputs per column is a dot product of length
+    ``k`` (C_in/groups*kH*kW): ``k`` multiplications and ``k`` additions
+    (the first one adds to the zero accumulator, so that FLOPs = 2*MACs).
+    The columns hold ``k_total`` = C_in*kH*kW entries each.
+    """
+    macs = int(c_out) * int(k) * int(n_cols)
+    moved = (int(c_out) * int(k) + int(k_total) * int(n_cols) + int(c_out) * int(n_cols)) * int(itemsize)
+    return Cost(mults=macs, adds=macs, bytes_moved=moved)
+
+
+class DenseWeight(WeightOperator):
+    """A conv weight stored densely: the matrix W of shape (C_out, C_in*kH*kW).
+
+    Parameters
+    ----------
+    weight : array, shape (C_out, C_in, kH, kW)
+        float32 or float64 (float16 becomes float32, integers float64). The
+        operator keeps its own C-contiguous copy.
+
+    Notes
+    -----
+    ``conv2d(x, DenseWeight(w))`` equals ``conv2d(x, w)`` and runs the same
+    fused kernel; the other operators are compared against it.
+    """
+
+    def __init__(self, weight):
+        weight = as_array(weight, "weight")
+        if weight.ndim != 4:
+            raise ValueError(f"weight must be 4-D (C_out, C_in, kH, kW), got shape {weight.shape}")
+        self.weight = np.array(weight, dtype=float_dtype(weight.dtype, "weight"), order="C")
+        super().__init__(self.weight.shape, self.weight.dtype)
+
+    @property
+    def matrix(self):
+        """W as a (C_out, C_in*kH*kW) view of the stored weight."""
+        return self.weight.reshape(self.shape)
+
+    def _matmat(self, cols):
+        return self.matrix @ cols
+
+    def _rmatmat(self, y):
+        return self.matrix.T @ y
+
+    def to_dense(self):
+        return self.matrix.copy()
+
+    @property
+    def num_params(self):
+        return int(self.weight.size)
+
+    @property
+    def nbytes(self):
+        return int(self.weight.nbytes)
+
+    def cost(self, n_cols):
+        return dense_cost(self.shape[0], self.shape[1], self.shape[1], n_cols, self.dtype.itemsize)
+
+    def _conv2d(self, x, geom, bias, workspace):
+        from .conv import dense_conv2d
+
+        return dense_conv2d(x, self.weight.astype(x.dtype, copy=False), bias, geom, 1, workspace)
+
+    def _state(self):
+        return {"weight": self.weight}
+
+    @classmethod
+    def _from_state(cls, state):
+        return cls(state["weight"])

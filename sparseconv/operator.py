@@ -1,0 +1,205 @@
+"""The weight-operator algebra: every compression is a cheaper stand-in for W.
+
+A convolution weight of shape (C_out, C_in, kH, kW) is, as a matrix, the
+C_out x (C_in*kH*kW) matrix ``W`` with ``conv2d(x) = W @ im2col(x)``. A
+:class:`WeightOperator` is anything that can play ``W``: it multiplies
+columns (``op @ cols``), multiplies by its adjoint (``op.rmatmat``), says
+what matrix it equals (``to_dense``), what it stores (``num_params``,
+``nbytes``) and what it costs (``cost``), and saves itself losslessly.
+
+Subclasses implement ``_matmat``, ``_rmatmat``, ``to_dense``, ``num_params``,
+``nbytes``, ``cost`` and ``_state``/``_from_state``; a subclass with a faster
+way to convolve than "im2col in chunks, then ``_matmat``" overrides
+``_conv2d``.
+"""
+
+import os
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from ._validation import as_array
+
+__all__ = ["WeightOperator", "as_operator", "load", "relative_error"]
+
+_REGISTRY = {}
+_FORMAT = 1
+
+
+class WeightOperator(LinearOperator):
+    """Base class of every weight operator: a (C_out, C_in*kH*kW) linear map.
+
+    Being a :class:`scipy.sparse.linalg.LinearOperator`, an operator works
+    with ``@``, ``.matmat``, ``.rmatmat``, ``.T``/``.H`` and
+    ``scipy.sparse.linalg.aslinearoperator``.
+
+    Parameters
+    ----------
+    kernel_shape : tuple (C_out, C_in, kH, kW)
+    dtype : numpy dtype (float32 or float64)
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def __init__(self, kernel_shape, dtype):
+        c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
+        self.kernel_shape = (c_out, c_in, kh, kw)
+        super().__init__(dtype=np.dtype(dtype), shape=(c_out, c_in * kh * kw))
+
+    # -- what a subclass provides -------------------------------------------------
+    def to_dense(self):
+        """The (C_out, C_in*kH*kW) matrix this operator equals, in its dtype."""
+        raise NotImplementedError
+
+    @property
+    def num_params(self):
+        """How many numbers the representation stores (indices included)."""
+        raise NotImplementedError
+
+    @property
+    def nbytes(self):
+        """Bytes the representation stores, each array at its true bit width."""
+        raise NotImplementedError
+
+    def cost(self, n_cols):
+        """:class:`sparseconv.Cost` of ``self @ cols`` for ``n_cols`` columns."""
+        raise NotImplementedError
+
+    def _state(self):
+        """Dict of NumPy arrays (no objects) from which ``_from_state`` rebuilds self."""
+        raise NotImplementedError
+
+    @classmethod
+    def _from_state(cls, state):
+        raise NotImplementedError
+
+    # -- shared behaviour ---------------------------------------------------------
+    def to_weight(self):
+        """The 4-D weight (C_out, C_in, kH, kW) of the matrix :meth:`to_dense`."""
+        return self.to_dense().reshape(self.kernel_shape)
+
+    def _adjoint(self):
+        return _Adjoint(self)
+
+    def _conv2d(self, x, geom, bias, workspace):
+        """Convolve x (N, C_in, H, W) by this operator; the generic chunked path.
+
+        Works through the im2col columns ``chunk`` at a time, so that the
+        column block and its product stay within ``workspace`` bytes.
+        """
+        from ._im2col import im2col_range
+
+        n_img = x.shape[0]
+        c_out, k = self.shape
+        p_img = geom.h_out * geom.w_out
+        total = n_img * p_img
+        out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out)
+        per_col = (k + c_out) * x.dtype.itemsize
+        chunk = min(total, workspace // per_col)
+        if total and chunk < 1:
+            raise ValueError(
+                f"workspace={workspace} bytes cannot hold one column of {per_col} bytes; "
+                f"pass workspace >= {per_col}"
+            )
+        buf = np.empty(k * chunk, x.dtype)
+        for q0 in range(0, total, max(chunk, 1)):
+            q1 = min(q0 + chunk, total)
+            cols = buf[:k * (q1 - q0)].reshape(k, q1 - q0)  # (C_in*kH*kW, chunk)
+            im2col_range(x, cols, q0, q1, *geom.kernel_args)
+            prod = np.asarray(self._matmat(cols), dtype=x.dtype)  # (C_out, chunk)
+            _scatter_columns(prod, out, q0, p_img)
+        if bias is not None:
+            out += bias[None, :, None]
+        return out.reshape(n_img, c_out, geom.h_out, geom.w_out)
+
+    def save(self, path):
+        """Write the operator to ``path`` (.npz); :func:`sparseconv.load` reads it back bit-exact."""
+        state = self._state()
+        for key, value in state.items():
+            if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+                raise TypeError(f"{type(self).__name__}._state()[{key!r}] must be a non-object array")
+        np.savez(path, __class__=np.array(type(self).__name__), __format__=np.array(_FORMAT),
+                 __kernel_shape__=np.array(self.kernel_shape, np.int64), **state)
+
+    def __repr__(self):
+        c_out, c_in, kh, kw = self.kernel_shape
+        return (f"{type(self).__name__}(C_out={c_out}, C_in={c_in}, kernel=({kh}, {kw}), "
+                f"dtype={self.dtype}, num_params={self.num_params})")
+
+
+class _Adjoint(LinearOperator):
+    def __init__(self, op):
+        self.op = op
+        super().__init__(dtype=op.dtype, shape=op.shape[::-1])
+
+    def _matmat(self, y):
+        return self.op._rmatmat(y)
+
+    def _rmatmat(self, cols):
+        return self.op._matmat(cols)
+
+    def _adjoint(self):
+        return self.op
+
+
+def _scatter_columns(prod, out, q0, p_img):
+    """Copy a (C_out, chunk) product of columns q0.. into out (N, C_out, P)."""
+    q1 = q0 + prod.shape[1]
+    q = q0
+    while q < q1:
+        n, p = divmod(q, p_img)
+        seg = min(p_img - p, q1 - q)
+        out[n, :, p:p + seg] = prod[:, q - q0:q - q0 + seg]
+        q += seg
+
+
+def as_operator(weight):
+    """An operator unchanged, or a 4-D weight array as a :class:`sparseconv.DenseWeight`."""
+    if isinstance(weight, WeightOperator):
+        return weight
+    from .dense import DenseWeight
+
+    return DenseWeight(weight)
+
+
+def load(path):
+    """Read an operator written by ``op.save(path)``; never unpickles anything."""
+    path = os.fspath(path)
+    with np.load(path, allow_pickle=False) as data:
+        if "__class__" not in data.files:
+            raise ValueError(f"{path} is not a saved sparseconv operator (no __class__ entry)")
+        name = str(data["__class__"])
+        if name not in _REGISTRY:
+            raise ValueError(f"{path} holds an operator of unknown class {name!r}; known: {sorted(_REGISTRY)}")
+        fmt = int(data["__format__"])
+        if fmt != _FORMAT:
+            raise ValueError(f"{path} has format {fmt}; this version reads format {_FORMAT}")
+        state = {k: data[k] for k in data.files if not k.startswith("__")}
+    return _REGISTRY[name]._from_state(state)
+
+
+def relative_error(op, weight):
+    """||W - op.to_dense()||_F / ||W||_F, the relative Frobenius error of an approximation.
+
+    ``weight`` is the reference: a 4-D weight, its (C_out, C_in*kH*kW)
+    matrix, or an operator. Computed in float64; 0.0 when both are zero and
+    inf when only W is.
+    """
+    ref = weight.to_dense() if isinstance(weight, WeightOperator) else as_array(weight, "weight")
+    ref = np.asarray(ref, dtype=np.float64)
+    approx = op.to_dense() if isinstance(op, WeightOperator) else as_array(op, "op")
+    approx = np.asarray(approx, dtype=np.float64)
+    if ref.ndim == 4:
+        ref = ref.reshape(ref.shape[0], -1)
+    if approx.ndim == 4:
+        approx = approx.reshape(approx.shape[0], -1)
+    if ref.shape != approx.shape:
+        raise ValueError(f"op has shape {approx.shape}, weight has shape {ref.shape}")
+    diff = np.linalg.norm(ref - approx)
+    norm = np.linalg.norm(ref)
+    if norm == 0:
+        return 0.0 if diff == 0 else float("inf")
+    return float(diff / norm)
+
