@@ -15,8 +15,8 @@ from . import reference
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_WORKSPACE",
     "Cost",
+    "DEFAULT_WORKSPACE",
     "DenseWeight",
     "WeightOperator",
     "as_operator",

@@ -110,6 +110,7 @@ class WeightOperator(LinearOperator):
             im2col_range(x, cols, q0, q1, *geom.kernel_args)
             prod = np.asarray(self._matmat(cols), dtype=x.dtype)  # (C_out, chunk)
             _scatter_columns(prod, out, q0, p_img)
+            del prod  # before the next chunk's product is allocated
         if bias is not None:
             out += bias[None, :, None]
         return out.reshape(n_img, c_out, geom.h_out, geom.w_out)

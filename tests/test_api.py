@@ -1,0 +1,35 @@
+"""The public surface: a sorted, pinned __all__, and an import that pulls in neither torch nor matplotlib."""
+
+import subprocess
+import sys
+
+import sparseconv
+
+PUBLIC = [
+    "Cost",
+    "DEFAULT_WORKSPACE",
+    "DenseWeight",
+    "WeightOperator",
+    "as_operator",
+    "col2im",
+    "conv2d",
+    "conv_cost",
+    "conv_output_shape",
+    "im2col",
+    "load",
+    "reference",
+    "relative_error",
+]
+
+
+def test_all_is_pinned_and_sorted():
+    assert sparseconv.__all__ == PUBLIC
+    assert PUBLIC == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert hasattr(sparseconv, name), name
+
+
+def test_import_is_light():
+    code = "import sys, sparseconv; print(','.join(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
