@@ -111,7 +111,7 @@ def dense_conv2d(x, weight, bias, geom, groups, workspace):
     bias = np.zeros(c_out, x.dtype) if bias is None else bias
     out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out)
     n_threads = numba.get_num_threads()
-    with blas_single_threaded():
+    with blas_single_threaded(), numba.parallel_chunksize(1):
         if not _shifted(x, weight, bias, out, geom, groups, workspace, n_threads):
             _im2col_tiles(x, weight, bias, out, geom, groups, workspace, n_threads)
     return out.reshape(n_img, c_out, geom.h_out, geom.w_out)
@@ -156,10 +156,10 @@ def _shifted(x, weight, bias, out, geom, groups, workspace, n_threads):
         return False
     hp = geom.h + geom.top + geom.bottom
     wp = geom.w + geom.left + geom.right
-    if geom.w_out < _SHIFTED_MIN_USEFUL * wp:
-        return False
     n_img, c_in = x.shape[:2]
     c_out = weight.shape[0]
+    if geom.w_out < _SHIFTED_MIN_USEFUL * wp:  # too many wasted columns
+        return False
     isz = x.dtype.itemsize
     plane = hp * wp
     slack = (geom.kw - 1) * geom.dw
@@ -167,13 +167,15 @@ def _shifted(x, weight, bias, out, geom, groups, workspace, n_threads):
     n_bands = -(-geom.h_out // band)
     m_blocks = _blocks(n_img * n_bands, c_out, n_threads)
     m_block = -(-c_out // m_blocks)
-    wt = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))  # (kH, kW, C_out, C_in/groups)
-    fixed = (n_threads * m_block * band * wp + wt.size) * isz
+    kk = geom.kh * geom.kw
+    fixed = (n_threads * m_block * band * wp + weight.size + slack) * isz
     copy = (geom.kh, geom.kw, hp, wp) != (1, 1, geom.h, geom.w)
     per_image = c_in * plane * isz if copy else 0
-    chunk = n_img if per_image == 0 else (workspace - fixed - slack * isz) // per_image
+    chunk = n_img if per_image == 0 else (workspace - fixed) // per_image
     if chunk < 1:
         return False
+    wt = np.empty((kk, c_out, weight.shape[1]), x.dtype)  # (kH*kW, C_out, C_in/groups)
+    _conv.taps_first(weight, wt)
     ws_out = np.empty((n_threads, m_block * band * wp), x.dtype)
     if copy:
         xp = np.empty(min(chunk, n_img) * c_in * plane + slack, x.dtype)
@@ -181,10 +183,10 @@ def _shifted(x, weight, bias, out, geom, groups, workspace, n_threads):
     for n0 in range(0, n_img, chunk):
         n1 = min(n0 + chunk, n_img)
         if copy:
-            part = xp[:(n1 - n0) * c_in * plane + slack]
+            part = xp[:(n1 - n0) * c_in * plane + slack]  # (N_chunk*C_in*H_p*W_p + slack,)
             _conv.pad_planes(x[n0:n1], part, geom.top, geom.left, hp, wp)
         else:
             part = x[n0:n1].reshape(-1)  # (N*C_in*H*W,): a 1x1 conv reads x in place
-        kernel(part, plane, wt.reshape(geom.kh * geom.kw, c_out, -1), bias, out[n0:n1], ws_out,
-               groups, band, m_blocks, geom.kh, geom.kw, geom.dh, geom.dw, wp, geom.h_out, geom.w_out)
+        kernel(part, plane, wt, bias, out[n0:n1], ws_out, groups, band, m_blocks,
+               geom.kh, geom.kw, geom.dh, geom.dw, wp, geom.h_out, geom.w_out)
     return True

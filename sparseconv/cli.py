@@ -1,0 +1,61 @@
+"""The ``sparseconv`` command line (``python -m sparseconv`` does the same)."""
+
+import argparse
+import sys
+
+
+def _bench_conv(args):
+    from .bench.conv import LAYERS, bench_conv, table
+    from .bench.harness import format_table, write_json
+
+    names = [name for name, *_ in LAYERS]
+    if args.layers:
+        unknown = [name for name in args.layers if name not in names]
+        if unknown:
+            raise SystemExit(f"sparseconv bench conv: unknown layer(s) {unknown}; choose from {names}")
+    batches = tuple(args.batch) if args.batch else None
+    result = bench_conv(quick=args.quick, layers=args.layers, batches=batches, repeat=args.repeat)
+    env = result["environment"]
+    print(f"\nthreads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
+          f"torch {env.get('torch_threads', '-')}; BLAS: "
+          + ", ".join(f"{b['internal_api']} {b['version']} x{b['num_threads']}" for b in env["blas"]))
+    print("times are medians; ratio = sparseconv / torch (lower is better), 'ratio min' the same on best times;\n"
+          "ratio 2rt = two-runtime pipeline / sparseconv; % GEMM rate = sparseconv's rate / the GEMM rate above\n")
+    print(format_table(*table(result["records"], result["gemm_gflops"])))
+    if args.json:
+        write_json(args.json, result)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="sparseconv",
+        description="Efficient convolution as cheaper matrices: run the benchmarks and studies.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    bench = sub.add_parser("bench", help="time kernels side by side with their peers",
+                           description="Time sparseconv's kernels side by side with their peers, in one run.")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    conv = bench_sub.add_parser(
+        "conv", help="dense conv2d vs torch's CPU conv and the machine's GEMM rate",
+        description="Dense sparseconv.conv2d vs torch.nn.functional.conv2d (NCHW and channels_last), "
+                    "the two-runtime im2col + NumPy GEMM pipeline and the GEMM alone, on a fixed layer set.")
+    conv.add_argument("--quick", action="store_true", help="N=1 only, fewer and shorter samples")
+    conv.add_argument("--layers", nargs="+", metavar="NAME",
+                      help="only these layers, e.g. '256ch 14x14 1x1' (quote each name)")
+    conv.add_argument("--batch", nargs="+", type=int, metavar="N", help="batch sizes (default 1 and 8)")
+    conv.add_argument("--repeat", type=int, help="samples per contender (default 9, quick 5)")
+    conv.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
+    conv.set_defaults(func=_bench_conv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
