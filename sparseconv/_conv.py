@@ -17,9 +17,10 @@ Two ways to feed a GEMM with the im2col matrix without building all of it:
     the sum over taps (i, j) of W[:, :, i, j] @ (a strided view of x_pad):
     kH*kW GEMMs of depth C_in/groups that read the input in place, no im2col
     copy at all. The price is W_p - W_out wasted columns per output row,
-    computed and dropped. (Folding a kernel row's kW taps into one deeper
-    GEMM over kW shifted copies of the input was measured too: 1.3-1.6x
-    slower here.)
+    computed and dropped. (Measured alternatives, both slower here: folding
+    a kernel row's kW taps into one deeper GEMM over kW shifted copies of
+    the input, 1.3-1.6x; copying each task's im2col tile out of the padded
+    planes, as contiguous runs, for one full-depth GEMM, 1.1-1.6x.)
 
 Both run in numba's thread pool only; the caller limits BLAS to one thread,
 so the two runtimes never compete for the cores. Tasks are handed out
@@ -65,13 +66,18 @@ def pad_planes(x, xp, top, left, hp, wp):
         n = k // n_ch
         c = k - n * n_ch
         base = k * plane
-        for t in range(base, base + plane):
+        for t in range(base, base + top * wp + left):  # top rows, first left border
             xp[t] = 0
         for h in range(height):
             row = base + (h + top) * wp + left
             src = x[n, c, h]
             for t in range(width):
                 xp[row + t] = src[t]
+            # this row's right border and the next row's left border
+            for t in range(row + width, row + wp):
+                xp[t] = 0
+        for t in range(base + (top + height) * wp + left, base + plane):  # bottom rows
+            xp[t] = 0
     for t in range(n_img * n_ch * plane, xp.shape[0]):
         xp[t] = 0
 

@@ -14,9 +14,12 @@ its thread count wakes its workers, which then busy-wait for about 0.1 s and
 slowed the next kernel call up to 30x (measured) when every call did it.
 """
 
+import contextlib
 import os
 
 from threadpoolctl import ThreadpoolController
+
+from ._blas import BACKEND
 
 _limiter = None
 
@@ -42,6 +45,8 @@ def _make_limiter():
 def blas_single_threaded():
     """Context manager: the kernels' BLAS runs on the calling thread only."""
     global _limiter
+    if BACKEND == "mkl":  # already in its sequential layer
+        return contextlib.nullcontext()
     if _limiter is None:
         _limiter = _make_limiter()
     return _limiter.limit(limits=1)

@@ -17,8 +17,12 @@ def _bench_conv(args):
     result = bench_conv(quick=args.quick, layers=args.layers, batches=batches, repeat=args.repeat)
     env = result["environment"]
     print(f"\nthreads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
-          f"torch {env.get('torch_threads', '-')}; BLAS: "
+          f"torch {env.get('torch_threads', '-')}; GEMM inside the kernels: {env['gemm_backend']}; BLAS seen: "
           + ", ".join(f"{b['internal_api']} {b['version']} x{b['num_threads']}" for b in env["blas"]))
+    first = [rec["contenders"]["sparseconv"]["first_call_s"] for rec in result["records"]]
+    if first:
+        print(f"first call of sparseconv.conv2d (numba compiles): {first[0]:.2f} s; later first calls "
+              f"on new shapes: {max(first[1:], default=0):.2f} s at most")
     print("times are medians; ratio = sparseconv / torch (lower is better), 'ratio min' the same on best times;\n"
           "ratio 2rt = two-runtime pipeline / sparseconv; % GEMM rate = sparseconv's rate / the GEMM rate above\n")
     print(format_table(*table(result["records"], result["gemm_gflops"])))

@@ -23,7 +23,12 @@ DEFAULT_WORKSPACE = 256 * 2**20
 # The stride-1 path computes W_p - W_out wasted columns per output row; below
 # this share of useful columns the im2col path is faster (measured on the
 # foundation benchmark's layer set, see README).
-_SHIFTED_MIN_USEFUL = 0.8
+_SHIFTED_MIN_USEFUL = 0.75
+# Without a cached tap-major weight, the stride-1 path re-lays the weight
+# out on every call (memory-bound, ~weight bytes); im2col's copy costs ~kH*kW
+# times the input instead. Below this many output columns per output channel
+# the re-layout costs more (measured on the benchmark's layer set).
+_RELAYOUT_MIN_COLUMNS = 1.0
 # Output columns per task: enough for an efficient GEMM, small enough that a
 # task's im2col tile stays in the core's L2 cache.
 _TILE_COLUMNS = 256
@@ -100,8 +105,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     return dense_conv2d(x, np.ascontiguousarray(weight, dtype=x.dtype), bias, geom, int(groups), int(workspace))
 
 
-def dense_conv2d(x, weight, bias, geom, groups, workspace):
-    """Validated driver of the dense kernels: picks the path, sizes the tiles, bounds the workspace."""
+def dense_conv2d(x, weight, bias, geom, groups, workspace, taps=None):
+    """Validated driver of the dense kernels: picks the path, sizes the tiles, bounds the workspace.
+
+    ``taps``, if given, is the weight already in the stride-1 kernel's
+    layout (see :func:`tap_major`), which saves re-laying it out per call.
+    """
     n_img, c_in = x.shape[:2]
     c_out = weight.shape[0]
     p_img = geom.h_out * geom.w_out
@@ -112,7 +121,7 @@ def dense_conv2d(x, weight, bias, geom, groups, workspace):
     out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out)
     n_threads = numba.get_num_threads()
     with blas_single_threaded(), numba.parallel_chunksize(1):
-        if not _shifted(x, weight, bias, out, geom, groups, workspace, n_threads):
+        if not _shifted(x, weight, taps, bias, out, geom, groups, workspace, n_threads):
             _im2col_tiles(x, weight, bias, out, geom, groups, workspace, n_threads)
     return out.reshape(n_img, c_out, geom.h_out, geom.w_out)
 
@@ -150,7 +159,15 @@ def _im2col_tiles(x, weight, bias, out, geom, groups, workspace, n_threads):
            *geom.kernel_args)
 
 
-def _shifted(x, weight, bias, out, geom, groups, workspace, n_threads):
+def tap_major(weight):
+    """The (C_out, C_in/groups, kH, kW) weight as (kH*kW, C_out, C_in/groups): one matrix per tap."""
+    c_out, cin_g, kh, kw = weight.shape
+    wt = np.empty((kh * kw, c_out, cin_g), weight.dtype)
+    _conv.taps_first(weight, wt)
+    return wt
+
+
+def _shifted(x, weight, taps, bias, out, geom, groups, workspace, n_threads):
     """Run the stride-1 shifted-GEMM kernel if it fits and pays; return whether it ran."""
     if (geom.sh, geom.sw) != (1, 1):
         return False
@@ -160,6 +177,8 @@ def _shifted(x, weight, bias, out, geom, groups, workspace, n_threads):
     c_out = weight.shape[0]
     if geom.w_out < _SHIFTED_MIN_USEFUL * wp:  # too many wasted columns
         return False
+    if taps is None and n_img * geom.h_out * geom.w_out < _RELAYOUT_MIN_COLUMNS * c_out:
+        return False  # re-laying out the weight would cost more than im2col
     isz = x.dtype.itemsize
     plane = hp * wp
     slack = (geom.kw - 1) * geom.dw
@@ -167,15 +186,13 @@ def _shifted(x, weight, bias, out, geom, groups, workspace, n_threads):
     n_bands = -(-geom.h_out // band)
     m_blocks = _blocks(n_img * n_bands, c_out, n_threads)
     m_block = -(-c_out // m_blocks)
-    kk = geom.kh * geom.kw
-    fixed = (n_threads * m_block * band * wp + weight.size + slack) * isz
+    fixed = (n_threads * m_block * band * wp + (0 if taps is not None else weight.size) + slack) * isz
     copy = (geom.kh, geom.kw, hp, wp) != (1, 1, geom.h, geom.w)
     per_image = c_in * plane * isz if copy else 0
     chunk = n_img if per_image == 0 else (workspace - fixed) // per_image
     if chunk < 1:
         return False
-    wt = np.empty((kk, c_out, weight.shape[1]), x.dtype)  # (kH*kW, C_out, C_in/groups)
-    _conv.taps_first(weight, wt)
+    wt = tap_major(weight) if taps is None else taps  # (kH*kW, C_out, C_in/groups)
     ws_out = np.empty((n_threads, m_block * band * wp), x.dtype)
     if copy:
         xp = np.empty(min(chunk, n_img) * c_in * plane + slack, x.dtype)

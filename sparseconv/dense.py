@@ -42,6 +42,7 @@ class DenseWeight(WeightOperator):
         if weight.ndim != 4:
             raise ValueError(f"weight must be 4-D (C_out, C_in, kH, kW), got shape {weight.shape}")
         self.weight = np.array(weight, dtype=float_dtype(weight.dtype, "weight"), order="C")
+        self._taps = None
         super().__init__(self.weight.shape, self.weight.dtype)
 
     @property
@@ -70,9 +71,12 @@ class DenseWeight(WeightOperator):
         return dense_cost(self.shape[0], self.shape[1], self.shape[1], n_cols, self.dtype.itemsize)
 
     def _conv2d(self, x, geom, bias, workspace):
-        from .conv import dense_conv2d
+        from .conv import dense_conv2d, tap_major
 
-        return dense_conv2d(x, self.weight.astype(x.dtype, copy=False), bias, geom, 1, workspace)
+        weight = self.weight.astype(x.dtype, copy=False)
+        if self._taps is None or self._taps.dtype != x.dtype:
+            self._taps = tap_major(weight)  # the stride-1 kernel's layout, made once
+        return dense_conv2d(x, weight, bias, geom, 1, workspace, taps=self._taps)
 
     def _state(self):
         return {"weight": self.weight}

@@ -125,6 +125,8 @@ def environment():
     import scipy
     from threadpoolctl import threadpool_info
 
+    from .._blas import BACKEND
+
     env = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -135,6 +137,7 @@ def environment():
         "numba": numba.__version__,
         "numba_threads": numba.get_num_threads(),
         "numba_threading_layer": _numba_layer(),
+        "gemm_backend": BACKEND,
         "blas": [{k: lib.get(k) for k in ("internal_api", "prefix", "version", "num_threads", "architecture")}
                  for lib in threadpool_info()],
         "env": {k: os.environ[k] for k in sorted(os.environ)

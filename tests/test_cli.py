@@ -1,0 +1,64 @@
+"""The command line: --help everywhere, and the conv benchmark end to end on one small layer."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sparseconv.cli import build_parser, main
+
+SUBCOMMANDS = [[], ["bench"], ["bench", "conv"]]
+
+
+@pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda a: " ".join(a) or "top")
+def test_help(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args + ["--help"])
+    assert exc.value.code == 0
+    assert "usage: sparseconv" in capsys.readouterr().out
+
+
+def test_every_subcommand_is_in_the_help_test():
+    """A new subcommand must be added to SUBCOMMANDS (so its --help is tested)."""
+    parser = build_parser()
+    found = []
+
+    def walk(p, prefix):
+        found.append(prefix)
+        for action in p._actions:
+            if action.__class__.__name__ == "_SubParsersAction":
+                for name, sub in action.choices.items():
+                    walk(sub, prefix + [name])
+
+    walk(parser, [])
+    assert sorted(found) == sorted(SUBCOMMANDS)
+
+
+def test_python_dash_m():
+    out = subprocess.run([sys.executable, "-m", "sparseconv", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "bench" in out.stdout
+
+
+def test_unknown_layer_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "conv", "--layers", "3ch 5x5 7x7"])
+    assert "unknown layer" in str(exc.value)
+
+
+@pytest.mark.slow
+def test_bench_conv_runs(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "conv", "--quick", "--layers", "256ch 14x14 1x1", "--repeat", "2",
+                 "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "256ch 14x14 1x1" in out and "ratio" in out
+    data = json.loads(path.read_text())
+    (rec,) = data["records"]
+    assert rec["N"] == 1 and rec["flops"] == 2 * 256 * 256 * 14 * 14
+    for name in ("sparseconv", "two runtimes", "gemm"):
+        c = rec["contenders"][name]
+        assert c["ok"], (name, c["error"])
+        assert len(c["times_s"]) == 2 and all(t > 0 for t in c["times_s"])
+    assert data["environment"]["numba_threads"] >= 1
+    assert data["environment"]["gemm_backend"] in ("mkl", "openblas")
