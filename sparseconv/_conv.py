@@ -15,12 +15,15 @@ Two ways to feed a GEMM with the im2col matrix without building all of it:
     oh0..oh1 and computed on the *padded* width W_p, is the contiguous run
     ``x_pad[c, (oh0 + i*dH)*W_p + j*dW :][:rows*W_p]``. So the product is
     the sum over taps (i, j) of W[:, :, i, j] @ (a strided view of x_pad):
-    kH*kW GEMMs of depth C_in/groups that read the input in place, no im2col
-    copy at all. The price is W_p - W_out wasted columns per output row,
-    computed and dropped. (Measured alternatives, both slower here: folding
-    a kernel row's kW taps into one deeper GEMM over kW shifted copies of
-    the input, 1.3-1.6x; copying each task's im2col tile out of the padded
-    planes, as contiguous runs, for one full-depth GEMM, 1.1-1.6x.)
+    kH*kW GEMMs of depth C_in/groups that read the padded input in place.
+    Each task pads just the input rows of its band, into a buffer that stays
+    in cache: a copy of about the input's size in all, where im2col copies
+    kH*kW times it. The price is W_p - W_out wasted columns per output row,
+    computed and dropped. (Measured alternatives, slower here: padding the
+    whole input up front, 1.1x; folding a kernel row's kW taps into one
+    deeper GEMM over kW shifted copies, 1.3-1.6x; copying each task's im2col
+    tile out of the padded input, as contiguous runs, for one full-depth
+    GEMM, 1.1-1.6x.)
 
 Both run in numba's thread pool only; the caller limits BLAS to one thread,
 so the two runtimes never compete for the cores. Tasks are handed out
@@ -51,35 +54,6 @@ def _scatter(res, ld, out, bias, m0, m1, q0, q1, p_img):
             for s in range(seg):
                 dst[p + s] = src[s] + b
         q += seg
-
-
-@numba.njit(**PARALLEL)
-def pad_planes(x, xp, top, left, hp, wp):
-    """Zero-pad x (N, C, H, W) into flat (hp, wp) planes, (n, c) order, x's pixel (h, w) at (top + h, left + w).
-
-    Entries of ``xp`` past the last plane (the slack that shifted reads of
-    the last rows run into) are zeroed.
-    """
-    n_img, n_ch, height, width = x.shape
-    plane = hp * wp
-    for k in numba.prange(n_img * n_ch):
-        n = k // n_ch
-        c = k - n * n_ch
-        base = k * plane
-        for t in range(base, base + top * wp + left):  # top rows, first left border
-            xp[t] = 0
-        for h in range(height):
-            row = base + (h + top) * wp + left
-            src = x[n, c, h]
-            for t in range(width):
-                xp[row + t] = src[t]
-            # this row's right border and the next row's left border
-            for t in range(row + width, row + wp):
-                xp[t] = 0
-        for t in range(base + (top + height) * wp + left, base + plane):  # bottom rows
-            xp[t] = 0
-    for t in range(n_img * n_ch * plane, xp.shape[0]):
-        xp[t] = 0
 
 
 @numba.njit(**PARALLEL)
@@ -141,16 +115,20 @@ def _make_kernels(gemm):
                 _scatter(res, n_cols, out, bias, m0, m1, q0, q1, p_img)
 
     @numba.njit(**PARALLEL_BLAS)
-    def conv_shifted(xp, plane, wt, bias, out, ws_out, groups, band, m_blocks,
-                     kh, kw, dh, dw, wp, h_out, w_out):
-        """Stride-1 grouped conv from zero-padded planes (see :func:`pad_planes`).
+    def conv_shifted(x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks,
+                     kh, kw, dh, dw, top, left, wp, h_out, w_out, in_place):
+        """Stride-1 grouped conv by shifted GEMMs on zero-padded input bands.
 
         wt: (kH*kW, C_out, C_in/groups), the weight with its taps first (see
-        :func:`taps_first`). out: (N, C_out, h_out*w_out).
-        ws_out: (n_threads, >= m_block*band*wp). Tasks are (image, band of
-        ``band`` output rows, block of output channels); each sums kH*kW GEMMs.
+        :func:`taps_first`). out: (N, C_out, h_out*w_out). Tasks are (image,
+        band of ``band`` output rows, block of output channels). A task pads
+        the input rows its band reads into ``ws_in`` (its thread's slab:
+        (C_in_used, rows + (kH-1)*dH, wp) plus a tail), where they stay in
+        cache, then sums kH*kW GEMMs reading them in place; ``ws_out`` holds
+        the (m_block, rows*wp) product. With ``in_place`` (a 1x1 kernel, no
+        padding) the GEMMs read x itself.
         """
-        n_img = out.shape[0]
+        n_img, c_in, height, width = x.shape
         c_out = out.shape[1]
         cin_g = wt.shape[2]
         cout_g = c_out // groups
@@ -158,8 +136,12 @@ def _make_kernels(gemm):
         n_tasks = n_img * n_bands * m_blocks
         m_block = (c_out + m_blocks - 1) // m_blocks
         w_flat = wt.ravel()
+        x_flat = x.ravel()
+        span = (kh - 1) * dh
         for task in numba.prange(n_tasks):
-            res = ws_out[numba.get_thread_id()]
+            thread = numba.get_thread_id()
+            buf = ws_in[thread]
+            res = ws_out[thread]
             mb_i = task % m_blocks
             rest = task // m_blocks
             band_i = rest % n_bands
@@ -171,26 +153,54 @@ def _make_kernels(gemm):
             n_cols = rows * wp
             g0 = m0 // cout_g
             g1 = (m1 - 1) // cout_g + 1
-            for g in range(g0, g1 if m0 < m1 else g0):
+            if m0 >= m1:
+                g1 = g0
+            plane = (rows + span) * wp
+            if not in_place:
+                for c in range((g1 - g0) * cin_g):  # pad the band's input rows
+                    src_c = g0 * cin_g + c
+                    for r in range(rows + span):
+                        dst = c * plane + r * wp
+                        ih = oh0 + r - top
+                        if ih < 0 or ih >= height:
+                            for t in range(wp):
+                                buf[dst + t] = 0
+                        else:
+                            src = x[n, src_c, ih]
+                            for t in range(left):
+                                buf[dst + t] = 0
+                            for t in range(width):
+                                buf[dst + left + t] = src[t]
+                            for t in range(left + width, wp):
+                                buf[dst + t] = 0
+                tail = (g1 - g0) * cin_g * plane
+                for t in range(tail, tail + (kw - 1) * dw):
+                    buf[t] = 0
+            for g in range(g0, g1):
                 ma = max(m0, g * cout_g)
                 mb = min(m1, (g + 1) * cout_g)
-                base = (n * groups + g) * cin_g * plane + oh0 * wp
                 for i in range(kh):
                     for j in range(kw):
                         tap = i * kw + j
+                        if in_place:
+                            b_view = x_flat[((n * groups + g) * cin_g * height + oh0) * width:]
+                            ld = height * width
+                        else:
+                            b_view = buf[(g - g0) * cin_g * plane + i * dh * wp + j * dw:]
+                            ld = plane
                         gemm(mb - ma, n_cols, cin_g,
                              w_flat[(tap * c_out + ma) * cin_g:], cin_g,
-                             xp[base + i * dh * wp + j * dw:], plane,
+                             b_view, ld,
                              res[(ma - m0) * n_cols:], n_cols,
                              0.0 if tap == 0 else 1.0)
             for m in range(m0, m1):
                 b = bias[m]
-                dst = out[n, m]
+                dst_row = out[n, m]
                 for r in range(rows):
-                    src = res[(m - m0) * n_cols + r * wp:]
+                    src_row = res[(m - m0) * n_cols + r * wp:]
                     d = (oh0 + r) * w_out
                     for s in range(w_out):
-                        dst[d + s] = src[s] + b
+                        dst_row[d + s] = src_row[s] + b
 
     return conv_im2col, conv_shifted
 

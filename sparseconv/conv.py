@@ -20,15 +20,15 @@ __all__ = ["DEFAULT_WORKSPACE", "conv2d"]
 #: default bound, in bytes, on the temporary buffers one conv2d call allocates
 DEFAULT_WORKSPACE = 256 * 2**20
 
-# The stride-1 path computes W_p - W_out wasted columns per output row; below
-# this share of useful columns the im2col path is faster (measured on the
-# foundation benchmark's layer set, see README).
+# When the stride-1 path pays (measured on the benchmark's layer set, see
+# README). It computes W_p - W_out wasted columns per output row: it needs
+# this share of useful columns to beat the im2col path. Without a cached
+# tap-major weight it also re-lays the weight out on every call (memory-bound,
+# ~ the weight's bytes, where im2col copies ~kH*kW times the input): then it
+# needs a higher share and at least this many output columns per output channel.
 _SHIFTED_MIN_USEFUL = 0.75
-# Without a cached tap-major weight, the stride-1 path re-lays the weight
-# out on every call (memory-bound, ~weight bytes); im2col's copy costs ~kH*kW
-# times the input instead. Below this many output columns per output channel
-# the re-layout costs more (measured on the benchmark's layer set).
-_RELAYOUT_MIN_COLUMNS = 1.0
+_SHIFTED_MIN_USEFUL_RELAYOUT = 0.8
+_RELAYOUT_MIN_COLUMNS = 0.5
 # Output columns per task: enough for an efficient GEMM, small enough that a
 # task's im2col tile stays in the core's L2 cache.
 _TILE_COLUMNS = 256
@@ -175,35 +175,29 @@ def _shifted(x, weight, taps, bias, out, geom, groups, workspace, n_threads):
     wp = geom.w + geom.left + geom.right
     n_img, c_in = x.shape[:2]
     c_out = weight.shape[0]
-    if geom.w_out < _SHIFTED_MIN_USEFUL * wp:  # too many wasted columns
+    if taps is None:
+        if geom.w_out < _SHIFTED_MIN_USEFUL_RELAYOUT * wp:
+            return False
+        if n_img * geom.h_out * geom.w_out < _RELAYOUT_MIN_COLUMNS * c_out:
+            return False  # re-laying out the weight would cost more than im2col
+    elif geom.w_out < _SHIFTED_MIN_USEFUL * wp:
         return False
-    if taps is None and n_img * geom.h_out * geom.w_out < _RELAYOUT_MIN_COLUMNS * c_out:
-        return False  # re-laying out the weight would cost more than im2col
     isz = x.dtype.itemsize
-    plane = hp * wp
-    slack = (geom.kw - 1) * geom.dw
-    band = max(1, min(geom.h_out, round(_TILE_COLUMNS / wp)))
+    # Wider bands make faster GEMMs, but too few tasks leave threads idle.
+    target = 2 * _TILE_COLUMNS if n_img * geom.h_out * wp >= 16 * n_threads * _TILE_COLUMNS else _TILE_COLUMNS
+    band = max(1, min(geom.h_out, round(target / wp)))
     n_bands = -(-geom.h_out // band)
     m_blocks = _blocks(n_img * n_bands, c_out, n_threads)
     m_block = -(-c_out // m_blocks)
-    fixed = (n_threads * m_block * band * wp + (0 if taps is not None else weight.size) + slack) * isz
-    copy = (geom.kh, geom.kw, hp, wp) != (1, 1, geom.h, geom.w)
-    per_image = c_in * plane * isz if copy else 0
-    chunk = n_img if per_image == 0 else (workspace - fixed) // per_image
-    if chunk < 1:
+    in_place = (geom.kh, geom.kw, hp, wp) == (1, 1, geom.h, geom.w)
+    band_in = 0 if in_place else c_in * (band + (geom.kh - 1) * geom.dh) * wp + (geom.kw - 1) * geom.dw
+    needed = (n_threads * (band_in + m_block * band * wp) + (0 if taps is not None else weight.size)) * isz
+    if needed > workspace:
         return False
     wt = tap_major(weight) if taps is None else taps  # (kH*kW, C_out, C_in/groups)
+    ws_in = np.empty((n_threads, band_in), x.dtype)
     ws_out = np.empty((n_threads, m_block * band * wp), x.dtype)
-    if copy:
-        xp = np.empty(min(chunk, n_img) * c_in * plane + slack, x.dtype)
     kernel = _conv.conv_shifted_f32 if x.dtype == np.float32 else _conv.conv_shifted_f64
-    for n0 in range(0, n_img, chunk):
-        n1 = min(n0 + chunk, n_img)
-        if copy:
-            part = xp[:(n1 - n0) * c_in * plane + slack]  # (N_chunk*C_in*H_p*W_p + slack,)
-            _conv.pad_planes(x[n0:n1], part, geom.top, geom.left, hp, wp)
-        else:
-            part = x[n0:n1].reshape(-1)  # (N*C_in*H*W,): a 1x1 conv reads x in place
-        kernel(part, plane, wt, bias, out[n0:n1], ws_out, groups, band, m_blocks,
-               geom.kh, geom.kw, geom.dh, geom.dw, wp, geom.h_out, geom.w_out)
+    kernel(x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks, geom.kh, geom.kw,
+           geom.dh, geom.dw, geom.top, geom.left, wp, geom.h_out, geom.w_out, in_place)
     return True
