@@ -4,10 +4,11 @@ Two ways to feed a GEMM with the im2col matrix without building all of it:
 
 ``conv_im2col``
     Work is cut into tasks = (tile of output columns) x (block of output
-    channels). Per task, a thread fills the tile's columns (only the input channels that its output block
-    reads), multiplies them by the weight rows with a single-threaded BLAS
-    GEMM per group, and scatters the result into the NCHW output. The tile
-    stays in the core's cache between the two steps. Any stride.
+    channels). Per task, a thread fills the tile's columns (only for the
+    input channels its output block reads), multiplies them by the weight
+    rows with a single-threaded GEMM per group, and scatters the result into
+    the NCHW output. The tile stays in the core's cache between the two
+    steps. Any stride.
 
 ``conv_shifted`` (stride 1)
     With the input zero-padded to (H_p, W_p) and laid out flat per channel,
@@ -19,11 +20,11 @@ Two ways to feed a GEMM with the im2col matrix without building all of it:
     Each task pads just the input rows of its band, into a buffer that stays
     in cache: a copy of about the input's size in all, where im2col copies
     kH*kW times it. The price is W_p - W_out wasted columns per output row,
-    computed and dropped. (Measured alternatives, slower here: padding the
-    whole input up front, 1.1x; folding a kernel row's kW taps into one
-    deeper GEMM over kW shifted copies, 1.3-1.6x; copying each task's im2col
-    tile out of the padded input, as contiguous runs, for one full-depth
-    GEMM, 1.1-1.6x.)
+    computed and dropped. (Alternatives measured here: padding the whole
+    input up front, about as fast; folding a kernel row's kW taps into one
+    deeper GEMM over kW shifted copies, 1.3-1.6x slower; copying each task's
+    im2col tile out of the padded input, as contiguous runs, for one
+    full-depth GEMM, 1.1-1.6x slower.)
 
 Both run in numba's thread pool only; the caller limits BLAS to one thread,
 so the two runtimes never compete for the cores. Tasks are handed out

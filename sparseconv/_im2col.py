@@ -56,27 +56,6 @@ def _segments(q0, q1, h_out, w_out):
 
 
 @numba.njit(**SERIAL)
-def _copy(dst, d, src, e, count):
-    """dst[d:d+count] = src[e:e+count], in blocks of 16 that compile to one vector move each.
-
-    A plain loop is vectorised only with a 64-wide unroll, so the short runs of
-    an im2col row (often < 64) would all take the scalar remainder.
-    """
-    k = 0
-    while k + 16 <= count:
-        for u in range(16):
-            dst[d + k + u] = src[e + k + u]
-        k += 16
-    while k + 4 <= count:
-        for u in range(4):
-            dst[d + k + u] = src[e + k + u]
-        k += 4
-    while k < count:
-        dst[d + k] = src[e + k]
-        k += 1
-
-
-@numba.njit(**SERIAL)
 def im2col_tile(x, out, q0, q1, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
     """Write columns q0..q1 of the rows of channels c0..c1 into ``out``.
 
@@ -111,8 +90,9 @@ def im2col_tile(x, out, q0, q1, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w
                     b = max(min(ow1, hi[j]), a)
                     for ow in range(ow0, a):
                         row[t + ow] = 0
-                    if sw == 1:
-                        _copy(row, t + a, src, a + off_w, b - a)
+                    if sw == 1:  # unit stride: a loop LLVM vectorises
+                        for ow in range(a, b):
+                            row[t + ow] = src[ow + off_w]
                     else:
                         for ow in range(a, b):
                             row[t + ow] = src[ow * sw + off_w]

@@ -11,6 +11,7 @@ import numba
 import numpy as np
 
 from . import _conv
+from ._blas import BACKEND
 from ._threads import blas_single_threaded
 from ._validation import as_array, as_input, geometry
 from .operator import WeightOperator
@@ -183,8 +184,10 @@ def _shifted(x, weight, taps, bias, out, geom, groups, workspace, n_threads):
     elif geom.w_out < _SHIFTED_MIN_USEFUL * wp:
         return False
     isz = x.dtype.itemsize
-    # Wider bands make faster GEMMs, but too few tasks leave threads idle.
-    target = 2 * _TILE_COLUMNS if n_img * geom.h_out * wp >= 16 * n_threads * _TILE_COLUMNS else _TILE_COLUMNS
+    # MKL runs wider products faster (OpenBLAS does not: measured), but too
+    # few tasks would leave threads idle.
+    wide = BACKEND == "mkl" and n_img * geom.h_out * wp >= 16 * n_threads * _TILE_COLUMNS
+    target = 2 * _TILE_COLUMNS if wide else _TILE_COLUMNS
     band = max(1, min(geom.h_out, round(target / wp)))
     n_bands = -(-geom.h_out // band)
     m_blocks = _blocks(n_img * n_bands, c_out, n_threads)
