@@ -5,27 +5,41 @@
 (:class:`Cost`) to compare them.
 """
 
+from .blockdiag import BlockDiagonalWeight, block_diagonal
 from .columns import col2im, conv_output_shape, im2col
 from .conv import DEFAULT_WORKSPACE, conv2d
 from .cost import Cost, conv_cost
 from .dense import DenseWeight
+from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight, low_rank, reduce_channels,
+                      spatial_low_rank)
 from .operator import WeightOperator, as_operator, load, relative_error
+from .sparse import SparseWeight, prune
 from . import reference
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlockDiagonalWeight",
+    "ChannelReducedWeight",
     "Cost",
     "DEFAULT_WORKSPACE",
     "DenseWeight",
+    "LowRankWeight",
+    "SparseWeight",
+    "SpatialLowRankWeight",
     "WeightOperator",
     "as_operator",
+    "block_diagonal",
     "col2im",
     "conv2d",
     "conv_cost",
     "conv_output_shape",
     "im2col",
     "load",
+    "low_rank",
+    "prune",
+    "reduce_channels",
     "reference",
     "relative_error",
+    "spatial_low_rank",
 ]

@@ -68,6 +68,48 @@ def taps_first(w, out):
                     out[i * kw + j, o, c] = w[o, c, i, j]
 
 
+@numba.njit(**PARALLEL)
+def conv_direct(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw):
+    """Grouped conv by direct loops, for groups too small for a GEMM (depthwise and the like).
+
+    x (N, C_in, H, W), w (C_out, C_in/groups, kH, kW), out (N, C_out, H_out, W_out).
+    Parallel over (image, output channel); each output row accumulates
+    weight * (input row segment) products, a loop over the row that
+    vectorises.
+    """
+    n_img, _, height, width = x.shape
+    c_out, cin_g = w.shape[0], w.shape[1]
+    cout_g = c_out // groups
+    h_out, w_out = out.shape[2], out.shape[3]
+    for task in numba.prange(n_img * c_out):
+        n = task // c_out
+        o = task - n * c_out
+        first = (o // cout_g) * cin_g
+        b = bias[o]
+        for oh in range(h_out):
+            row = out[n, o, oh]
+            for ow in range(w_out):
+                row[ow] = b
+            for c in range(cin_g):
+                plane = x[n, first + c]
+                for i in range(kh):
+                    ih = oh * sh + i * dh - top
+                    if ih < 0 or ih >= height:
+                        continue
+                    src = plane[ih]
+                    for j in range(kw):
+                        v = w[o, c, i, j]
+                        off = j * dw - left
+                        lo = 0 if off >= 0 else (-off + sw - 1) // sw
+                        hi = min(w_out, (width - 1 - off) // sw + 1) if width - 1 - off >= 0 else 0
+                        if sw == 1:
+                            for ow in range(lo, hi):
+                                row[ow] += v * src[ow + off]
+                        else:
+                            for ow in range(lo, hi):
+                                row[ow] += v * src[ow * sw + off]
+
+
 def _make_kernels(gemm):
     @numba.njit(**PARALLEL_BLAS)
     def conv_im2col(x, w, bias, out, ws_cols, ws_out, groups, tile, m_blocks,

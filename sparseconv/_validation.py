@@ -126,3 +126,35 @@ def geometry(x_shape, kernel_size, stride, padding, dilation):
             f"than the padded input {(h + g.top + g.bottom, w + g.left + g.right)}"
         )
     return g
+
+
+def as_weight(weight, name="weight"):
+    """A 4-D (C_out, C_in, kH, kW) float weight with finite entries, from an array or an operator."""
+    from .operator import WeightOperator
+
+    if isinstance(weight, WeightOperator):
+        weight = weight.to_weight()
+    weight = as_array(weight, name)
+    if weight.ndim != 4:
+        raise ValueError(f"{name} must be 4-D (C_out, C_in, kH, kW), got shape {weight.shape}")
+    weight = np.ascontiguousarray(weight, dtype=float_dtype(weight.dtype, name))
+    if not np.all(np.isfinite(weight)):
+        raise ValueError(f"{name} has NaN or inf entries; a factorization of it would be meaningless")
+    return weight
+
+
+def count_or_fraction(value, name, total):
+    """How many of ``total`` units ``value`` names: an int count in [0, total] or a float fraction in [0, 1].
+
+    This is ``torch.nn.utils.prune``'s convention for ``amount``; a fraction
+    rounds to the nearest count.
+    """
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        if not 0 <= value <= total:
+            raise ValueError(f"{name}={value} as a count must be in [0, {total}]")
+        return int(value)
+    if isinstance(value, (numbers.Real, np.floating)) and not isinstance(value, bool):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value} as a fraction must be in [0, 1]")
+        return int(round(float(value) * total))
+    raise TypeError(f"{name} must be an int count or a float fraction, got {value!r}")

@@ -30,6 +30,9 @@ DEFAULT_WORKSPACE = 256 * 2**20
 _SHIFTED_MIN_USEFUL = 0.75
 _SHIFTED_MIN_USEFUL_RELAYOUT = 0.8
 _RELAYOUT_MIN_COLUMNS = 0.5
+# Groups whose GEMMs would be shallower than this (C_in/groups*kH*kW) run as
+# direct loops: a GEMM call per tiny block costs more than its arithmetic.
+_DIRECT_MAX_DEPTH = 32
 # Output columns per task: enough for an efficient GEMM, small enough that a
 # task's im2col tile stays in the core's L2 cache.
 _TILE_COLUMNS = 256
@@ -119,6 +122,11 @@ def dense_conv2d(x, weight, bias, geom, groups, workspace, taps=None):
         out = np.zeros((n_img, c_out, geom.h_out, geom.w_out), x.dtype)
         return out if bias is None else out + bias[None, :, None, None]
     bias = np.zeros(c_out, x.dtype) if bias is None else bias
+    if groups > 1 and weight.shape[1] * geom.kh * geom.kw < _DIRECT_MAX_DEPTH:
+        out = np.empty((n_img, c_out, geom.h_out, geom.w_out), x.dtype)
+        _conv.conv_direct(x, weight, bias, out, groups, geom.kh, geom.kw, geom.sh, geom.sw,
+                          geom.top, geom.left, geom.dh, geom.dw)
+        return out
     out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out)
     n_threads = numba.get_num_threads()
     with blas_single_threaded(), numba.parallel_chunksize(1):

@@ -82,5 +82,5 @@ class DenseWeight(WeightOperator):
         return {"weight": self.weight}
 
     @classmethod
-    def _from_state(cls, state):
+    def _from_state(cls, state, kernel_shape):
         return cls(state["weight"])

@@ -72,7 +72,8 @@ class WeightOperator(LinearOperator):
         raise NotImplementedError
 
     @classmethod
-    def _from_state(cls, state):
+    def _from_state(cls, state, kernel_shape):
+        """Rebuild an operator of ``kernel_shape`` from what ``_state`` returned."""
         raise NotImplementedError
 
     # -- shared behaviour ---------------------------------------------------------
@@ -178,7 +179,8 @@ def load(path):
         if fmt != _FORMAT:
             raise ValueError(f"{path} has format {fmt}; this version reads format {_FORMAT}")
         state = {k: data[k] for k in data.files if not k.startswith("__")}
-    return _REGISTRY[name]._from_state(state)
+        kernel_shape = tuple(int(v) for v in data["__kernel_shape__"])
+    return _REGISTRY[name]._from_state(state, kernel_shape)
 
 
 def relative_error(op, weight):

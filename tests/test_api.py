@@ -6,19 +6,29 @@ import sys
 import sparseconv
 
 PUBLIC = [
+    "BlockDiagonalWeight",
+    "ChannelReducedWeight",
     "Cost",
     "DEFAULT_WORKSPACE",
     "DenseWeight",
+    "LowRankWeight",
+    "SparseWeight",
+    "SpatialLowRankWeight",
     "WeightOperator",
     "as_operator",
+    "block_diagonal",
     "col2im",
     "conv2d",
     "conv_cost",
     "conv_output_shape",
     "im2col",
     "load",
+    "low_rank",
+    "prune",
+    "reduce_channels",
     "reference",
     "relative_error",
+    "spatial_low_rank",
 ]
 
 

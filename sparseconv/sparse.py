@@ -1,0 +1,233 @@
+"""The sparse family: zeros that are not stored cost nothing.
+
+:func:`prune` zeroes the weights (or whole structures) of smallest magnitude
+and stores what is left in the format its structure allows:
+
+- ``"unstructured"``: any entries, CSR (scipy.sparse layout);
+- ``"channel"``: whole output channels (rows of W), CSR with empty rows;
+- ``"kernel"``: whole kH x kW kernels W[o, c], BSR with 1 x kH*kW blocks;
+- ``"block"``: (bh, bw) blocks of W, BSR;
+- ``"n:m"``: in every group of m consecutive entries of a row, the n largest
+  survive (2:4 is the pattern sparse tensor cores run); stored compactly as
+  the kept values and their positions in the group.
+
+Each format has a numba kernel (``_sparse``), parallel over column tiles and
+output rows; none hands the product to scipy.
+"""
+
+import numba
+import numpy as np
+import scipy.sparse
+
+from . import _sparse
+from ._validation import as_weight, count_or_fraction
+from .cost import Cost
+from .operator import WeightOperator
+
+__all__ = ["STRUCTURES", "SparseWeight", "prune"]
+
+STRUCTURES = ("unstructured", "channel", "kernel", "block", "n:m")
+_FORMATS = ("csr", "bsr", "nm")
+# Columns per task: a (C_in*kH*kW, tile) slice of the columns stays in L2.
+_TILE = 128
+
+
+class SparseWeight(WeightOperator):
+    """A conv weight matrix with most entries zero, stored without them.
+
+    Build one with :func:`prune`, or :meth:`from_scipy` from a scipy.sparse
+    CSR/BSR matrix of shape (C_out, C_in*kH*kW).
+
+    Attributes
+    ----------
+    format : {"csr", "bsr", "nm"}
+    structure : str
+        What was pruned (one of :data:`STRUCTURES`), or "given".
+    arrays : dict
+        csr/bsr: ``indptr``, ``indices``, ``data`` (scipy's layout; BSR data
+        is (nnz_blocks, bh, bw)); nm: ``values`` and ``pos`` (C_out, K/m*n)
+        and ``nm`` = [n, m].
+
+    Notes
+    -----
+    ``num_params`` counts stored values; ``nbytes`` adds the index arrays;
+    the cost is one multiply-add per stored value per column.
+    """
+
+    def __init__(self, kernel_shape, format, arrays, structure="given"):
+        if format not in _FORMATS:
+            raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
+        self.format = format
+        self.structure = structure
+        self.arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        value_key = "values" if format == "nm" else "data"
+        super().__init__(kernel_shape, self.arrays[value_key].dtype)
+
+    @classmethod
+    def from_scipy(cls, matrix, kernel_shape, structure="given"):
+        """Wrap a scipy.sparse CSR or BSR matrix of shape (C_out, C_in*kH*kW)."""
+        c_out, c_in, kh, kw = kernel_shape
+        if matrix.shape != (c_out, c_in * kh * kw):
+            raise ValueError(f"matrix has shape {matrix.shape}, kernel_shape needs {(c_out, c_in * kh * kw)}")
+        fmt = matrix.format
+        if fmt not in ("csr", "bsr"):
+            matrix, fmt = matrix.tocsr(), "csr"
+        matrix.sort_indices()
+        arrays = {"indptr": matrix.indptr.astype(np.int32), "indices": matrix.indices.astype(np.int32),
+                  "data": matrix.data}
+        return cls(kernel_shape, fmt, arrays, structure)
+
+    @property
+    def nnz(self):
+        """Stored values (for BSR, every entry of every stored block)."""
+        key = "values" if self.format == "nm" else "data"
+        return int(self.arrays[key].size)
+
+    @property
+    def density(self):
+        return self.nnz / (self.shape[0] * self.shape[1]) if self.shape[0] * self.shape[1] else 0.0
+
+    def to_scipy(self):
+        """The matrix as scipy.sparse (CSR for the csr and nm formats, BSR for bsr)."""
+        a = self.arrays
+        if self.format == "csr":
+            return scipy.sparse.csr_matrix((a["data"], a["indices"], a["indptr"]), shape=self.shape)
+        if self.format == "bsr":
+            return scipy.sparse.bsr_matrix((a["data"], a["indices"], a["indptr"]), shape=self.shape)
+        n, m = (int(v) for v in a["nm"])
+        rows = np.repeat(np.arange(self.shape[0]), a["values"].shape[1])
+        cols = ((np.arange(a["values"].shape[1]) // n) * m + a["pos"]).ravel()
+        return scipy.sparse.csr_matrix((a["values"].ravel(), (rows, cols)), shape=self.shape)
+
+    def to_dense(self):
+        return self.to_scipy().toarray().astype(self.dtype, copy=False)
+
+    def _matmat(self, cols):
+        cols = np.ascontiguousarray(cols, dtype=self.dtype)
+        out = np.empty((self.shape[0], cols.shape[1]), self.dtype)
+        if out.size == 0:
+            return out
+        n_tiles = -(-cols.shape[1] // _TILE)
+        threads = numba.get_num_threads()
+        row_blocks = 1 if n_tiles >= 2 * threads else -(-2 * threads // n_tiles)
+        a = self.arrays
+        with numba.parallel_chunksize(1):
+            if self.format == "csr":
+                _sparse.csr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks)
+            elif self.format == "bsr":
+                _sparse.bsr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks)
+            else:
+                _sparse.nm_matmat(a["values"], a["pos"], int(a["nm"][1]), cols, out, _TILE, row_blocks)
+        return out
+
+    def _rmatmat(self, y):
+        return np.asarray(self.to_scipy().T @ y)
+
+    @property
+    def num_params(self):
+        return self.nnz
+
+    @property
+    def nbytes(self):
+        return int(sum(v.nbytes for k, v in self.arrays.items() if k != "nm"))
+
+    def cost(self, n_cols):
+        macs = self.nnz * int(n_cols)
+        isz = self.dtype.itemsize
+        moved = self.nbytes + (self.shape[1] + self.shape[0]) * int(n_cols) * isz
+        return Cost(mults=macs, adds=macs, bytes_moved=moved)
+
+    def _state(self):
+        return dict(self.arrays, format=np.array(self.format), structure=np.array(self.structure))
+
+    @classmethod
+    def _from_state(cls, state, kernel_shape):
+        arrays = {k: v for k, v in state.items() if k not in ("format", "structure")}
+        return cls(kernel_shape, str(state["format"]), arrays, str(state["structure"]))
+
+    def __repr__(self):
+        return f"{super().__repr__()[:-1]}, format={self.format!r}, structure={self.structure!r}, density={self.density:.3f})"
+
+
+def _smallest(scores, amount, name="amount"):
+    """Boolean mask of the ``amount`` entries of smallest score (stable order)."""
+    k = count_or_fraction(amount, name, scores.size)
+    mask = np.zeros(scores.size, bool)
+    mask[np.argsort(scores.ravel(), kind="stable")[:k]] = True
+    return mask.reshape(scores.shape)
+
+
+def prune(weight, amount=None, structure="unstructured", block=(4, 4), n=2, m=4):
+    """Zero the weights or structures of smallest magnitude; keep the rest sparse.
+
+    Parameters
+    ----------
+    weight : array, shape (C_out, C_in, kH, kW), or a WeightOperator
+    amount : float in [0, 1] or int, optional
+        What to prune, ``torch.nn.utils.prune``'s convention: a fraction of
+        the units, or a count of them. Units are entries (unstructured),
+        output channels (channel), kernels (kernel) or blocks (block).
+        Not used by ``"n:m"``, whose sparsity is 1 - n/m.
+    structure : {"unstructured", "channel", "kernel", "block", "n:m"}
+    block : (bh, bw)
+        Block shape for ``"block"``; must divide (C_out, C_in*kH*kW).
+    n, m : int
+        For ``"n:m"``: keep n of every m consecutive entries of a row; m must
+        divide C_in*kH*kW.
+
+    Returns
+    -------
+    SparseWeight
+
+    Notes
+    -----
+    Magnitude is |w| for entries and the L1 norm for structures. Entries that
+    are zero already are not stored either.
+    """
+    weight = as_weight(weight)
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
+    if structure == "n:m":
+        if amount is not None:
+            raise ValueError("amount is fixed at 1 - n/m for structure='n:m'; pass amount=None")
+    elif amount is None:
+        raise ValueError(f"structure={structure!r} needs amount (a fraction in [0, 1] or a count)")
+    c_out, c_in, kh, kw = weight.shape
+    kk = kh * kw
+    matrix = weight.reshape(c_out, c_in * kk)  # (C_out, C_in*kH*kW)
+    if structure == "unstructured":
+        keep = ~_smallest(np.abs(matrix), amount) & (matrix != 0)
+        return SparseWeight.from_scipy(scipy.sparse.csr_matrix(np.where(keep, matrix, 0)), weight.shape, structure)
+    if structure == "channel":
+        dropped = _smallest(np.abs(matrix).sum(axis=1), amount)
+        return SparseWeight.from_scipy(scipy.sparse.csr_matrix(np.where(dropped[:, None], 0, matrix)),
+                                       weight.shape, structure)
+    if structure == "kernel":
+        dropped = _smallest(np.abs(weight).sum(axis=(2, 3)), amount)  # (C_out, C_in)
+        kept = np.where(np.repeat(dropped, kk, axis=1), 0, matrix)
+        return SparseWeight.from_scipy(scipy.sparse.bsr_matrix(kept, blocksize=(1, kk)), weight.shape, structure)
+    if structure == "block":
+        if not (isinstance(block, (tuple, list)) and len(block) == 2 and all(isinstance(b, (int, np.integer)) and b > 0 for b in block)):
+            raise ValueError(f"block must be a pair of positive ints, got {block!r}")
+        bh, bw = (int(b) for b in block)
+        if c_out % bh or (c_in * kk) % bw:
+            raise ValueError(f"block={block} must divide the matrix shape (C_out, C_in*kH*kW) = {matrix.shape}")
+        norms = np.abs(matrix).reshape(c_out // bh, bh, -1, bw).sum(axis=(1, 3))  # (C_out/bh, K/bw)
+        dropped = np.repeat(np.repeat(_smallest(norms, amount), bh, axis=0), bw, axis=1)
+        kept = np.where(dropped, 0, matrix)
+        return SparseWeight.from_scipy(scipy.sparse.bsr_matrix(kept, blocksize=(bh, bw)), weight.shape, structure)
+    # n:m
+    for name, value in (("n", n), ("m", m)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if n > m or m > 256:
+        raise ValueError(f"n:m needs 1 <= n <= m <= 256, got n={n}, m={m}")
+    k = matrix.shape[1]
+    if k % m:
+        raise ValueError(f"n:m needs m={m} to divide the reduced dimension C_in*kH*kW = {k}")
+    groups = matrix.reshape(c_out, k // m, m)
+    pos = np.sort(np.argsort(-np.abs(groups), axis=2, kind="stable")[:, :, :n], axis=2)  # (C_out, K/m, n)
+    values = np.take_along_axis(groups, pos, axis=2)
+    arrays = {"values": values.reshape(c_out, -1), "pos": pos.reshape(c_out, -1).astype(np.uint8),
+              "nm": np.array([n, m], np.int64)}
+    return SparseWeight(weight.shape, "nm", arrays, structure)
