@@ -2,8 +2,9 @@
 
 All three work through the columns in tiles of ``tile`` columns, so that the
 tile of ``cols`` that a row's nonzeros read (C_in*kH*kW x tile) stays in the
-core's cache while every output row uses it. Tasks are (column tile) x
-(block of output rows), handed out in parallel.
+core's cache while every output row uses it; where each row of the tile is
+used often enough, the tile is first copied into a compact block. Tasks are
+(column tile) x (block of output rows), handed out in parallel.
 
 - CSR: row r of the output is sum over its nonzeros p of data[p] * cols[indices[p]].
 - BSR: the same with (bh, bw) blocks of nonzeros.
@@ -14,12 +15,55 @@ core's cache while every output row uses it. Tasks are (column tile) x
 import numba
 import numpy as np
 
-from ._config import PARALLEL
+from ._config import PARALLEL, SERIAL
+
+
+@numba.njit(**SERIAL)
+def _pack(cols, c0, c1, packed):
+    """packed[k, :c1-c0] = cols[k, c0:c1]: the tile as one compact block."""
+    for k in range(cols.shape[0]):
+        src = cols[k]
+        dst = packed[k]
+        for j in range(c1 - c0):
+            dst[j] = src[c0 + j]
+
+
+@numba.njit(**SERIAL)
+def _csr_rows(indptr, indices, data, src, off, w, r0, r1, out, c0):
+    """out[r, c0:c0+w] = sum_p data[p] * src[indices[p], off:off+w] for rows r0..r1."""
+    acc = np.empty(w, out.dtype)
+    for r in range(r0, r1):
+        for k in range(w):
+            acc[k] = 0
+        p = indptr[r]
+        end = indptr[r + 1]
+        while p + 4 <= end:  # four nonzeros per pass: a quarter of the loads and stores of acc
+            v0, v1, v2, v3 = data[p], data[p + 1], data[p + 2], data[p + 3]
+            s0, s1, s2, s3 = src[indices[p]], src[indices[p + 1]], src[indices[p + 2]], src[indices[p + 3]]
+            for k in range(w):
+                acc[k] += v0 * s0[off + k] + v1 * s1[off + k] + v2 * s2[off + k] + v3 * s3[off + k]
+            p += 4
+        while p < end:
+            v = data[p]
+            s = src[indices[p]]
+            for k in range(w):
+                acc[k] += v * s[off + k]
+            p += 1
+        dst = out[r]
+        for k in range(w):
+            dst[c0 + k] = acc[k]
 
 
 @numba.njit(**PARALLEL)
-def csr_matmat(indptr, indices, data, cols, out, tile, row_blocks):
-    """out (R, T) = CSR (R, K) @ cols (K, T)."""
+def csr_matmat(indptr, indices, data, cols, out, tile, row_blocks, pack):
+    """out (R, T) = CSR (R, K) @ cols (K, T).
+
+    With ``pack``, each task first copies its column tile into a compact
+    (K, tile) block: rows of the tile then sit 4*tile bytes apart instead of
+    4*T, which the cache and TLB reward when every row of the tile is read
+    many times (dense enough weights); at high sparsity the copy costs more
+    than it saves.
+    """
     n_rows = out.shape[0]
     n_cols = cols.shape[1]
     n_tiles = (n_cols + tile - 1) // tile
@@ -28,81 +72,105 @@ def csr_matmat(indptr, indices, data, cols, out, tile, row_blocks):
         c0 = (task // row_blocks) * tile
         c1 = min(c0 + tile, n_cols)
         r0 = (task % row_blocks) * rows_per
-        acc = np.empty(c1 - c0, out.dtype)
-        for r in range(r0, min(r0 + rows_per, n_rows)):
-            acc[:] = 0
-            p = indptr[r]
-            end = indptr[r + 1]
-            while p + 4 <= end:  # four nonzeros per pass: fewer loads and stores of acc
-                v0, v1, v2, v3 = data[p], data[p + 1], data[p + 2], data[p + 3]
-                s0, s1, s2, s3 = cols[indices[p]], cols[indices[p + 1]], cols[indices[p + 2]], cols[indices[p + 3]]
-                for k in range(c1 - c0):
-                    acc[k] += v0 * s0[c0 + k] + v1 * s1[c0 + k] + v2 * s2[c0 + k] + v3 * s3[c0 + k]
-                p += 4
-            while p < end:
-                v = data[p]
-                s = cols[indices[p]]
-                for k in range(c1 - c0):
-                    acc[k] += v * s[c0 + k]
-                p += 1
-            dst = out[r]
-            for k in range(c1 - c0):
-                dst[c0 + k] = acc[k]
+        r1 = min(r0 + rows_per, n_rows)
+        if pack:
+            packed = np.empty((cols.shape[0], c1 - c0), cols.dtype)
+            _pack(cols, c0, c1, packed)
+            _csr_rows(indptr, indices, data, packed, 0, c1 - c0, r0, r1, out, c0)
+        else:
+            _csr_rows(indptr, indices, data, cols, c0, c1 - c0, r0, r1, out, c0)
 
 
-@numba.njit(**PARALLEL)
-def bsr_matmat(indptr, indices, data, cols, out, tile, row_blocks):
-    """out (R, T) = BSR (R, K) with blocks data (nnzb, bh, bw) @ cols (K, T)."""
-    n_cols = cols.shape[1]
+@numba.njit(**SERIAL)
+def _bsr_rows(indptr, indices, data, src, off, w, b0, b1, out, c0):
+    """Block rows b0..b1 of out[:, c0:c0+w] from BSR blocks and src[:, off:off+w]."""
     bh = data.shape[1]
     bw = data.shape[2]
-    n_brows = indptr.size - 1
-    n_tiles = (n_cols + tile - 1) // tile
-    brows_per = (n_brows + row_blocks - 1) // row_blocks
-    for task in numba.prange(n_tiles * row_blocks):
-        c0 = (task // row_blocks) * tile
-        c1 = min(c0 + tile, n_cols)
-        b0 = (task % row_blocks) * brows_per
-        acc = np.empty((bh, c1 - c0), out.dtype)
-        for br in range(b0, min(b0 + brows_per, n_brows)):
-            acc[:] = 0
-            for p in range(indptr[br], indptr[br + 1]):
-                base = indices[p] * bw
-                for j in range(bw):
-                    s = cols[base + j]
-                    for i in range(bh):
-                        v = data[p, i, j]
-                        a = acc[i]
-                        for k in range(c1 - c0):
-                            a[k] += v * s[c0 + k]
-            for i in range(bh):
-                dst = out[br * bh + i]
-                a = acc[i]
-                for k in range(c1 - c0):
-                    dst[c0 + k] = a[k]
+    acc = np.empty((bh, w), out.dtype)
+    for br in range(b0, b1):
+        for i in range(bh):
+            for k in range(w):
+                acc[i, k] = 0
+        for p in range(indptr[br], indptr[br + 1]):
+            base = indices[p] * bw
+            for j in range(bw):
+                s = src[base + j]
+                for i in range(bh):
+                    v = data[p, i, j]
+                    a = acc[i]
+                    for k in range(w):
+                        a[k] += v * s[off + k]
+        for i in range(bh):
+            dst = out[br * bh + i]
+            a = acc[i]
+            for k in range(w):
+                dst[c0 + k] = a[k]
 
 
 @numba.njit(**PARALLEL)
-def nm_matmat(values, pos, m, cols, out, tile, row_blocks):
-    """out (R, T) = N:M-sparse (R, K) @ cols (K, T); values/pos are (R, K/m*n)."""
+def bsr_matmat(indptr, indices, data, cols, out, tile, row_blocks, pack):
+    """out (R, T) = BSR (R, K) with blocks data (nnzb, bh, bw) @ cols (K, T); ``pack`` as for CSR."""
+    n_cols = cols.shape[1]
+    n_brows = indptr.size - 1
+    n_tiles = (n_cols + tile - 1) // tile
+    per = (n_brows + row_blocks - 1) // row_blocks
+    for task in numba.prange(n_tiles * row_blocks):
+        c0 = (task // row_blocks) * tile
+        c1 = min(c0 + tile, n_cols)
+        b0 = (task % row_blocks) * per
+        b1 = min(b0 + per, n_brows)
+        if pack:
+            packed = np.empty((cols.shape[0], c1 - c0), cols.dtype)
+            _pack(cols, c0, c1, packed)
+            _bsr_rows(indptr, indices, data, packed, 0, c1 - c0, b0, b1, out, c0)
+        else:
+            _bsr_rows(indptr, indices, data, cols, c0, c1 - c0, b0, b1, out, c0)
+
+
+@numba.njit(**SERIAL)
+def _nm_rows(values, pos, n, m, src, off, w, r0, r1, out, c0):
+    """out[r, c0:c0+w] for rows r0..r1 of an N:M matrix; column of entry q = (q // n)*m + pos."""
+    per_row = values.shape[1]
+    acc = np.empty(w, out.dtype)
+    for r in range(r0, r1):
+        for k in range(w):
+            acc[k] = 0
+        q = 0
+        while q + 4 <= per_row:
+            v0, v1, v2, v3 = values[r, q], values[r, q + 1], values[r, q + 2], values[r, q + 3]
+            s0 = src[(q // n) * m + pos[r, q]]
+            s1 = src[((q + 1) // n) * m + pos[r, q + 1]]
+            s2 = src[((q + 2) // n) * m + pos[r, q + 2]]
+            s3 = src[((q + 3) // n) * m + pos[r, q + 3]]
+            for k in range(w):
+                acc[k] += v0 * s0[off + k] + v1 * s1[off + k] + v2 * s2[off + k] + v3 * s3[off + k]
+            q += 4
+        while q < per_row:
+            v = values[r, q]
+            s = src[(q // n) * m + pos[r, q]]
+            for k in range(w):
+                acc[k] += v * s[off + k]
+            q += 1
+        dst = out[r]
+        for k in range(w):
+            dst[c0 + k] = acc[k]
+
+
+@numba.njit(**PARALLEL)
+def nm_matmat(values, pos, n, m, cols, out, tile, row_blocks, pack):
+    """out (R, T) = N:M-sparse (R, K) @ cols (K, T); values/pos are (R, K/m*n); ``pack`` as for CSR."""
     n_rows = out.shape[0]
     n_cols = cols.shape[1]
-    per_row = values.shape[1]
-    n = per_row // (cols.shape[0] // m) if cols.shape[0] else 0
     n_tiles = (n_cols + tile - 1) // tile
     rows_per = (n_rows + row_blocks - 1) // row_blocks
     for task in numba.prange(n_tiles * row_blocks):
         c0 = (task // row_blocks) * tile
         c1 = min(c0 + tile, n_cols)
         r0 = (task % row_blocks) * rows_per
-        acc = np.empty(c1 - c0, out.dtype)
-        for r in range(r0, min(r0 + rows_per, n_rows)):
-            acc[:] = 0
-            for q in range(per_row):
-                v = values[r, q]
-                s = cols[(q // n) * m + pos[r, q]]
-                for k in range(c1 - c0):
-                    acc[k] += v * s[c0 + k]
-            dst = out[r]
-            for k in range(c1 - c0):
-                dst[c0 + k] = acc[k]
+        r1 = min(r0 + rows_per, n_rows)
+        if pack:
+            packed = np.empty((cols.shape[0], c1 - c0), cols.dtype)
+            _pack(cols, c0, c1, packed)
+            _nm_rows(values, pos, n, m, packed, 0, c1 - c0, r0, r1, out, c0)
+        else:
+            _nm_rows(values, pos, n, m, cols, c0, c1 - c0, r0, r1, out, c0)

@@ -30,6 +30,11 @@ STRUCTURES = ("unstructured", "channel", "kernel", "block", "n:m")
 _FORMATS = ("csr", "bsr", "nm")
 # Columns per task: a (C_in*kH*kW, tile) slice of the columns stays in L2.
 _TILE = 128
+# The kernels pack each column tile when every row of the columns is used by
+# at least this many stored values on average (measured on a 256 x 2304
+# weight against 3136 columns: packing made the CSR kernel 2.5-4.6x faster
+# at 50-95% sparsity and lost at 99%, about 2.6 uses per row).
+_PACK_MIN_USES = 4
 
 
 class SparseWeight(WeightOperator):
@@ -111,13 +116,15 @@ class SparseWeight(WeightOperator):
         threads = numba.get_num_threads()
         row_blocks = 1 if n_tiles >= 2 * threads else -(-2 * threads // n_tiles)
         a = self.arrays
+        pack = self.nnz >= _PACK_MIN_USES * self.shape[1]
         with numba.parallel_chunksize(1):
             if self.format == "csr":
-                _sparse.csr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks)
+                _sparse.csr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks, pack)
             elif self.format == "bsr":
-                _sparse.bsr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks)
+                _sparse.bsr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks, pack)
             else:
-                _sparse.nm_matmat(a["values"], a["pos"], int(a["nm"][1]), cols, out, _TILE, row_blocks)
+                n, m = (int(v) for v in a["nm"])
+                _sparse.nm_matmat(a["values"], a["pos"], n, m, cols, out, _TILE, row_blocks, pack)
         return out
 
     def _rmatmat(self, y):
