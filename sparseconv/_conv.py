@@ -34,10 +34,24 @@ in the workspace slab of its ``numba.get_thread_id()``.
 """
 
 import numba
+import numpy as np
 
 from ._blas import dgemm, sgemm
 from ._config import PARALLEL, PARALLEL_BLAS, SERIAL
 from ._im2col import im2col_tile
+
+
+@numba.njit(**SERIAL)
+def _add(dst, src, b):
+    """dst[:] = src[:len(dst)] + b. Indices from 0 through slices: no wraparound, so it vectorises."""
+    for k in range(dst.size):
+        dst[k] = src[k] + b
+
+
+@numba.njit(**SERIAL)
+def _fill(dst, value):
+    for k in range(dst.size):
+        dst[k] = value
 
 
 @numba.njit(**SERIAL)
@@ -49,11 +63,7 @@ def _scatter(res, ld, out, bias, m0, m1, q0, q1, p_img):
         p = q - n * p_img
         seg = min(p_img - p, q1 - q)
         for m in range(m0, m1):
-            dst = out[n, m]
-            src = res[(m - m0) * ld + q - q0:]
-            b = bias[m]
-            for s in range(seg):
-                dst[p + s] = src[s] + b
+            _add(out[n, m, p:p + seg], res[(m - m0) * ld + q - q0:], bias[m])
         q += seg
 
 
@@ -73,9 +83,9 @@ def conv_direct(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw):
     """Grouped conv by direct loops, for groups too small for a GEMM (depthwise and the like).
 
     x (N, C_in, H, W), w (C_out, C_in/groups, kH, kW), out (N, C_out, H_out, W_out).
-    Parallel over (image, output channel); each output row accumulates
-    weight * (input row segment) products, a loop over the row that
-    vectorises.
+    Parallel over (image, output channel); each output row is summed in a
+    task-local buffer (which LLVM may assume aliases nothing, so the loop
+    over the row vectorises), then written out.
     """
     n_img, _, height, width = x.shape
     c_out, cin_g = w.shape[0], w.shape[1]
@@ -85,29 +95,35 @@ def conv_direct(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw):
         n = task // c_out
         o = task - n * c_out
         first = (o // cout_g) * cin_g
-        b = bias[o]
+        acc = np.empty(w_out, out.dtype)
+        lo = np.empty(kw, np.int64)
+        hi = np.empty(kw, np.int64)
+        for j in range(kw):
+            off = j * dw - left
+            lo[j] = 0 if off >= 0 else (-off + sw - 1) // sw
+            hi[j] = min(w_out, (width - 1 - off) // sw + 1) if width - 1 - off >= 0 else 0
         for oh in range(h_out):
-            row = out[n, o, oh]
-            for ow in range(w_out):
-                row[ow] = b
+            _fill(acc, bias[o])
             for c in range(cin_g):
-                plane = x[n, first + c]
                 for i in range(kh):
                     ih = oh * sh + i * dh - top
                     if ih < 0 or ih >= height:
                         continue
-                    src = plane[ih]
+                    src = x[n, first + c, ih]
                     for j in range(kw):
                         v = w[o, c, i, j]
                         off = j * dw - left
-                        lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                        hi = min(w_out, (width - 1 - off) // sw + 1) if width - 1 - off >= 0 else 0
-                        if sw == 1:
-                            for ow in range(lo, hi):
-                                row[ow] += v * src[ow + off]
+                        if sw == 1:  # slices first: indices from 0 need no wraparound, so this vectorises
+                            a = acc[lo[j]:hi[j]]
+                            b = src[lo[j] + off:hi[j] + off]
+                            for k in range(a.size):
+                                a[k] += v * b[k]
                         else:
-                            for ow in range(lo, hi):
-                                row[ow] += v * src[ow * sw + off]
+                            a = acc[lo[j]:hi[j]]
+                            start = lo[j] * sw + off
+                            for k in range(a.size):
+                                a[k] += v * src[start + k * sw]
+            _add(out[n, o, oh], acc, 0)
 
 
 def _make_kernels(gemm):
@@ -206,19 +222,13 @@ def _make_kernels(gemm):
                         dst = c * plane + r * wp
                         ih = oh0 + r - top
                         if ih < 0 or ih >= height:
-                            for t in range(wp):
-                                buf[dst + t] = 0
+                            _fill(buf[dst:dst + wp], 0)
                         else:
-                            src = x[n, src_c, ih]
-                            for t in range(left):
-                                buf[dst + t] = 0
-                            for t in range(width):
-                                buf[dst + left + t] = src[t]
-                            for t in range(left + width, wp):
-                                buf[dst + t] = 0
+                            _fill(buf[dst:dst + left], 0)
+                            _add(buf[dst + left:dst + left + width], x[n, src_c, ih], 0)
+                            _fill(buf[dst + left + width:dst + wp], 0)
                 tail = (g1 - g0) * cin_g * plane
-                for t in range(tail, tail + (kw - 1) * dw):
-                    buf[t] = 0
+                _fill(buf[tail:tail + (kw - 1) * dw], 0)
             for g in range(g0, g1):
                 ma = max(m0, g * cout_g)
                 mb = min(m1, (g + 1) * cout_g)
@@ -237,13 +247,9 @@ def _make_kernels(gemm):
                              res[(ma - m0) * n_cols:], n_cols,
                              0.0 if tap == 0 else 1.0)
             for m in range(m0, m1):
-                b = bias[m]
-                dst_row = out[n, m]
                 for r in range(rows):
-                    src_row = res[(m - m0) * n_cols + r * wp:]
                     d = (oh0 + r) * w_out
-                    for s in range(w_out):
-                        dst_row[d + s] = src_row[s] + b
+                    _add(out[n, m, d:d + w_out], res[(m - m0) * n_cols + r * wp:], bias[m])
 
     return conv_im2col, conv_shifted
 

@@ -56,6 +56,18 @@ def _segments(q0, q1, h_out, w_out):
 
 
 @numba.njit(**SERIAL)
+def _zero(dst):
+    for k in range(dst.size):
+        dst[k] = 0
+
+
+@numba.njit(**SERIAL)
+def _copy(dst, src):
+    for k in range(dst.size):
+        dst[k] = src[k]
+
+
+@numba.njit(**SERIAL)
 def im2col_tile(x, out, q0, q1, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
     """Write columns q0..q1 of the rows of channels c0..c1 into ``out``.
 
@@ -78,9 +90,7 @@ def im2col_tile(x, out, q0, q1, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w
                 ih = oh * sh + i * dh - ph
                 if ih < 0 or ih >= height:
                     for j in range(kw):
-                        row = out[r0 + j]
-                        for ow in range(ow0, ow1):
-                            row[t + ow] = 0
+                        _zero(out[r0 + j, t + ow0:t + ow1])
                     continue
                 src = x[n, c, ih]
                 for j in range(kw):
@@ -88,16 +98,16 @@ def im2col_tile(x, out, q0, q1, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w
                     off_w = j * dw - pw
                     a = min(max(ow0, lo[j]), ow1)
                     b = max(min(ow1, hi[j]), a)
-                    for ow in range(ow0, a):
-                        row[t + ow] = 0
-                    if sw == 1:  # unit stride: a loop LLVM vectorises
-                        for ow in range(a, b):
-                            row[t + ow] = src[ow + off_w]
+                    # Slices first, then loops from 0: numba then needs no
+                    # negative-index wraparound, and LLVM vectorises the copies.
+                    _zero(row[t + ow0:t + a])
+                    if sw == 1:
+                        _copy(row[t + a:t + b], src[a + off_w:b + off_w])
                     else:
-                        for ow in range(a, b):
-                            row[t + ow] = src[ow * sw + off_w]
-                    for ow in range(b, ow1):
-                        row[t + ow] = 0
+                        dst = row[t + a:t + b]
+                        for k in range(b - a):
+                            dst[k] = src[(a + k) * sw + off_w]
+                    _zero(row[t + b:t + ow1])
 
 
 @numba.njit(**SERIAL)

@@ -39,15 +39,18 @@ def _csr_rows(indptr, indices, data, src, off, w, r0, r1, out, c0):
         end = indptr[r + 1]
         while p + 4 <= end:  # four nonzeros per pass: a quarter of the loads and stores of acc
             v0, v1, v2, v3 = data[p], data[p + 1], data[p + 2], data[p + 3]
-            s0, s1, s2, s3 = src[indices[p]], src[indices[p + 1]], src[indices[p + 2]], src[indices[p + 3]]
+            s0 = src[indices[p], off:off + w]  # slices: indices from 0 vectorise (no wraparound)
+            s1 = src[indices[p + 1], off:off + w]
+            s2 = src[indices[p + 2], off:off + w]
+            s3 = src[indices[p + 3], off:off + w]
             for k in range(w):
-                acc[k] += v0 * s0[off + k] + v1 * s1[off + k] + v2 * s2[off + k] + v3 * s3[off + k]
+                acc[k] += v0 * s0[k] + v1 * s1[k] + v2 * s2[k] + v3 * s3[k]
             p += 4
         while p < end:
             v = data[p]
-            s = src[indices[p]]
+            s = src[indices[p], off:off + w]
             for k in range(w):
-                acc[k] += v * s[off + k]
+                acc[k] += v * s[k]
             p += 1
         dst = out[r]
         for k in range(w):
@@ -94,12 +97,12 @@ def _bsr_rows(indptr, indices, data, src, off, w, b0, b1, out, c0):
         for p in range(indptr[br], indptr[br + 1]):
             base = indices[p] * bw
             for j in range(bw):
-                s = src[base + j]
+                s = src[base + j, off:off + w]
                 for i in range(bh):
                     v = data[p, i, j]
                     a = acc[i]
                     for k in range(w):
-                        a[k] += v * s[off + k]
+                        a[k] += v * s[k]
         for i in range(bh):
             dst = out[br * bh + i]
             a = acc[i]
@@ -138,18 +141,18 @@ def _nm_rows(values, pos, n, m, src, off, w, r0, r1, out, c0):
         q = 0
         while q + 4 <= per_row:
             v0, v1, v2, v3 = values[r, q], values[r, q + 1], values[r, q + 2], values[r, q + 3]
-            s0 = src[(q // n) * m + pos[r, q]]
-            s1 = src[((q + 1) // n) * m + pos[r, q + 1]]
-            s2 = src[((q + 2) // n) * m + pos[r, q + 2]]
-            s3 = src[((q + 3) // n) * m + pos[r, q + 3]]
+            s0 = src[(q // n) * m + pos[r, q], off:off + w]
+            s1 = src[((q + 1) // n) * m + pos[r, q + 1], off:off + w]
+            s2 = src[((q + 2) // n) * m + pos[r, q + 2], off:off + w]
+            s3 = src[((q + 3) // n) * m + pos[r, q + 3], off:off + w]
             for k in range(w):
-                acc[k] += v0 * s0[off + k] + v1 * s1[off + k] + v2 * s2[off + k] + v3 * s3[off + k]
+                acc[k] += v0 * s0[k] + v1 * s1[k] + v2 * s2[k] + v3 * s3[k]
             q += 4
         while q < per_row:
             v = values[r, q]
-            s = src[(q // n) * m + pos[r, q]]
+            s = src[(q // n) * m + pos[r, q], off:off + w]
             for k in range(w):
-                acc[k] += v * s[off + k]
+                acc[k] += v * s[k]
             q += 1
         dst = out[r]
         for k in range(w):

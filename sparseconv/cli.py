@@ -32,6 +32,24 @@ def _bench_conv(args):
     return 0
 
 
+def _bench_sparse(args):
+    from .bench.harness import write_json
+    from .bench.sparse import PARTS, bench_sparse, print_tables
+
+    parts = args.parts or list(PARTS)
+    result = bench_sparse(quick=args.quick, parts=parts, repeat=args.repeat)
+    env = result["environment"]
+    print(f"\nthreads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
+          f"torch {env.get('torch_threads', '-')}; GEMM inside the kernels: {env['gemm_backend']}")
+    print("times are medians; 'x scipy' / 'x dense' = their time / sparseconv's; "
+          "realised = speedup over dense / FLOP reduction")
+    print_tables(result, parts)
+    if args.json:
+        write_json(args.json, result)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="sparseconv",
@@ -53,6 +71,16 @@ def build_parser():
     conv.add_argument("--repeat", type=int, help="samples per contender (default 9, quick 5)")
     conv.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
     conv.set_defaults(func=_bench_conv)
+    sparse = bench_sub.add_parser(
+        "sparse", help="pruned, group and low-rank weights vs scipy.sparse, dense GEMM and torch",
+        description="Where fewer FLOPs become less time: sparse kernels vs scipy.sparse and the dense GEMM "
+                    "(256 x 2304 weight, 3136 columns), group convolutions vs sparseconv's and torch's dense "
+                    "and grouped conv2d, low-rank factorizations vs the dense conv2d.")
+    sparse.add_argument("--quick", action="store_true", help="fewer cases, N=1 only, fewer samples")
+    sparse.add_argument("--parts", nargs="+", choices=["csr", "groups", "lowrank"], help="only these parts")
+    sparse.add_argument("--repeat", type=int, help="samples per contender")
+    sparse.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
+    sparse.set_defaults(func=_bench_sparse)
     return parser
 
 

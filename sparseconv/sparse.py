@@ -32,8 +32,8 @@ _FORMATS = ("csr", "bsr", "nm")
 _TILE = 128
 # The kernels pack each column tile when every row of the columns is used by
 # at least this many stored values on average (measured on a 256 x 2304
-# weight against 3136 columns: packing made the CSR kernel 2.5-4.6x faster
-# at 50-95% sparsity and lost at 99%, about 2.6 uses per row).
+# weight against 3136 columns: packing made the CSR kernel 1.4-1.7x faster at
+# 50-90% sparsity and no faster at 95%; at 99%, 2.6 uses per row, it is skipped).
 _PACK_MIN_USES = 4
 
 

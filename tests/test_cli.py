@@ -8,7 +8,7 @@ import pytest
 
 from sparseconv.cli import build_parser, main
 
-SUBCOMMANDS = [[], ["bench"], ["bench", "conv"]]
+SUBCOMMANDS = [[], ["bench"], ["bench", "conv"], ["bench", "sparse"]]
 
 
 @pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda a: " ".join(a) or "top")
@@ -62,3 +62,15 @@ def test_bench_conv_runs(tmp_path, capsys):
         assert len(c["times_s"]) == 2 and all(t > 0 for t in c["times_s"])
     assert data["environment"]["numba_threads"] >= 1
     assert data["environment"]["gemm_backend"] in ("mkl", "openblas")
+
+
+@pytest.mark.slow
+def test_bench_sparse_runs(tmp_path, capsys):
+    path = tmp_path / "sparse.json"
+    assert main(["bench", "sparse", "--quick", "--parts", "csr", "--repeat", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "x scipy" in out
+    records = json.loads(path.read_text())["csr"]
+    assert {r["case"] for r in records} >= {"unstructured", "n:m", "block 4x4", "kernel", "channel"}
+    for r in records:
+        assert r["sparseconv_s"] > 0 and r["scipy_s"] > 0 and r["dense_s"] > 0
