@@ -30,9 +30,12 @@ DEFAULT_WORKSPACE = 256 * 2**20
 _SHIFTED_MIN_USEFUL = 0.75
 _SHIFTED_MIN_USEFUL_RELAYOUT = 0.8
 _RELAYOUT_MIN_COLUMNS = 0.5
-# Groups whose GEMMs would be shallower than this (C_in/groups*kH*kW) run as
-# direct loops: a GEMM call per tiny block costs more than its arithmetic.
-_DIRECT_MAX_DEPTH = 32
+# Groups so small that a GEMM call per block costs more than its arithmetic
+# (measured on the benchmark's layers) run as direct loops: depthwise
+# convolutions, and spatial kernels with blocks at most this deep
+# (C_in/groups*kH*kW). (Row sums over per-group im2col tiles were measured
+# too, and lost to the per-group GEMMs at every group count.)
+_DIRECT_MAX_DEPTH = 18
 # Output columns per task: enough for an efficient GEMM, small enough that a
 # task's im2col tile stays in the core's L2 cache.
 _TILE_COLUMNS = 256
@@ -122,7 +125,9 @@ def dense_conv2d(x, weight, bias, geom, groups, workspace, taps=None):
         out = np.zeros((n_img, c_out, geom.h_out, geom.w_out), x.dtype)
         return out if bias is None else out + bias[None, :, None, None]
     bias = np.zeros(c_out, x.dtype) if bias is None else bias
-    if groups > 1 and weight.shape[1] * geom.kh * geom.kw < _DIRECT_MAX_DEPTH:
+    kk = geom.kh * geom.kw
+    cin_g = weight.shape[1]
+    if groups > 1 and (cin_g == 1 or (kk > 1 and cin_g * kk <= _DIRECT_MAX_DEPTH)):
         out = np.empty((n_img, c_out, geom.h_out, geom.w_out), x.dtype)
         _conv.conv_direct(x, weight, bias, out, groups, geom.kh, geom.kw, geom.sh, geom.sw,
                           geom.top, geom.left, geom.dh, geom.dw)
@@ -212,3 +217,4 @@ def _shifted(x, weight, taps, bias, out, geom, groups, workspace, n_threads):
     kernel(x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks, geom.kh, geom.kw,
            geom.dh, geom.dw, geom.top, geom.left, wp, geom.h_out, geom.w_out, in_place)
     return True
+
