@@ -83,47 +83,89 @@ def conv_direct(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw):
     """Grouped conv by direct loops, for groups too small for a GEMM (depthwise and the like).
 
     x (N, C_in, H, W), w (C_out, C_in/groups, kH, kW), out (N, C_out, H_out, W_out).
-    Parallel over (image, output channel); each output row is summed in a
-    task-local buffer (which LLVM may assume aliases nothing, so the loop
-    over the row vectorises), then written out.
+    Parallel over blocks of (image, output channel) planes; each output row is
+    summed in a block-local buffer (which LLVM may assume aliases nothing,
+    so the loop over the row vectorises), then written out.
     """
     n_img, _, height, width = x.shape
     c_out, cin_g = w.shape[0], w.shape[1]
     cout_g = c_out // groups
     h_out, w_out = out.shape[2], out.shape[3]
-    for task in numba.prange(n_img * c_out):
-        n = task // c_out
-        o = task - n * c_out
-        first = (o // cout_g) * cin_g
+    lo = np.empty(kw, np.int64)  # valid output columns [lo[j], hi[j]) of tap column j
+    hi = np.empty(kw, np.int64)
+    for j in range(kw):
+        off = j * dw - left
+        lo[j] = 0 if off >= 0 else (-off + sw - 1) // sw
+        hi[j] = min(w_out, (width - 1 - off) // sw + 1) if width - 1 - off >= 0 else 0
+        lo[j] = min(lo[j], max(hi[j], 0))
+    n_planes = n_img * c_out
+    per_block = max(1, (n_planes + 63) // 64)  # few enough blocks that setup is amortised
+    for blk in numba.prange((n_planes + per_block - 1) // per_block):
         acc = np.empty(w_out, out.dtype)
-        lo = np.empty(kw, np.int64)
-        hi = np.empty(kw, np.int64)
-        for j in range(kw):
-            off = j * dw - left
-            lo[j] = 0 if off >= 0 else (-off + sw - 1) // sw
-            hi[j] = min(w_out, (width - 1 - off) // sw + 1) if width - 1 - off >= 0 else 0
-        for oh in range(h_out):
+        for task in range(blk * per_block, min((blk + 1) * per_block, n_planes)):
+            n = task // c_out
+            o = task - n * c_out
+            first = (o // cout_g) * cin_g
+            for oh in range(h_out):
+                _fill(acc, bias[o])
+                for c in range(cin_g):
+                    for i in range(kh):
+                        ih = oh * sh + i * dh - top
+                        if ih < 0 or ih >= height:
+                            continue
+                        src = x[n, first + c, ih]
+                        for j in range(kw):
+                            v = w[o, c, i, j]
+                            off = j * dw - left
+                            a = acc[lo[j]:hi[j]]
+                            if sw == 1:  # slices first: indices from 0 need no wraparound, so this vectorises
+                                b = src[lo[j] + off:hi[j] + off]
+                                for k in range(a.size):
+                                    a[k] += v * b[k]
+                            else:
+                                start = lo[j] * sw + off
+                                for k in range(a.size):
+                                    a[k] += v * src[start + k * sw]
+                _add(out[n, o, oh], acc, 0)
+
+
+@numba.njit(**PARALLEL)
+def conv_direct_shifted(x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, dw):
+    """Stride-1 grouped conv by direct loops over whole padded planes (small images, depthwise).
+
+    Per (image, output channel) plane: each input channel of its group is
+    zero-padded into a block-local (hp, wp) buffer; every tap then adds
+    weight x (the buffer shifted by i*dH*wp + j*dW) to an accumulator over
+    the output rows computed on the padded width, one long vectorised loop
+    per tap instead of one short loop per row; the valid columns are copied
+    out at the end.
+    """
+    n_img, _, height, width = x.shape
+    c_out, cin_g = w.shape[0], w.shape[1]
+    cout_g = c_out // groups
+    h_out, w_out = out.shape[2], out.shape[3]
+    span = h_out * wp
+    n_planes = n_img * c_out
+    per_block = max(1, (n_planes + 63) // 64)
+    for blk in numba.prange((n_planes + per_block - 1) // per_block):
+        xp = np.zeros(hp * wp + (kw - 1) * dw, x.dtype)  # borders stay zero
+        acc = np.empty(span, out.dtype)
+        for task in range(blk * per_block, min((blk + 1) * per_block, n_planes)):
+            n = task // c_out
+            o = task - n * c_out
+            first = (o // cout_g) * cin_g
             _fill(acc, bias[o])
             for c in range(cin_g):
+                for h in range(height):
+                    _add(xp[(top + h) * wp + left:(top + h) * wp + left + width], x[n, first + c, h], 0)
                 for i in range(kh):
-                    ih = oh * sh + i * dh - top
-                    if ih < 0 or ih >= height:
-                        continue
-                    src = x[n, first + c, ih]
                     for j in range(kw):
                         v = w[o, c, i, j]
-                        off = j * dw - left
-                        if sw == 1:  # slices first: indices from 0 need no wraparound, so this vectorises
-                            a = acc[lo[j]:hi[j]]
-                            b = src[lo[j] + off:hi[j] + off]
-                            for k in range(a.size):
-                                a[k] += v * b[k]
-                        else:
-                            a = acc[lo[j]:hi[j]]
-                            start = lo[j] * sw + off
-                            for k in range(a.size):
-                                a[k] += v * src[start + k * sw]
-            _add(out[n, o, oh], acc, 0)
+                        src = xp[i * dh * wp + j * dw:]
+                        for t in range(span):
+                            acc[t] += v * src[t]
+            for oh in range(h_out):
+                _add(out[n, o, oh], acc[oh * wp:], 0)
 
 
 def _make_kernels(gemm):

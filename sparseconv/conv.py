@@ -129,8 +129,13 @@ def dense_conv2d(x, weight, bias, geom, groups, workspace, taps=None):
     cin_g = weight.shape[1]
     if groups > 1 and (cin_g == 1 or (kk > 1 and cin_g * kk <= _DIRECT_MAX_DEPTH)):
         out = np.empty((n_img, c_out, geom.h_out, geom.w_out), x.dtype)
-        _conv.conv_direct(x, weight, bias, out, groups, geom.kh, geom.kw, geom.sh, geom.sw,
-                          geom.top, geom.left, geom.dh, geom.dw)
+        if (geom.sh, geom.sw) == (1, 1):
+            _conv.conv_direct_shifted(x, weight, bias, out, groups, geom.kh, geom.kw, geom.top, geom.left,
+                                      geom.h + geom.top + geom.bottom, geom.w + geom.left + geom.right,
+                                      geom.dh, geom.dw)
+        else:
+            _conv.conv_direct(x, weight, bias, out, groups, geom.kh, geom.kw, geom.sh, geom.sw,
+                              geom.top, geom.left, geom.dh, geom.dw)
         return out
     out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out)
     n_threads = numba.get_num_threads()
