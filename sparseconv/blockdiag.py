@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 
 from ._validation import as_weight
-from .dense import dense_cost
+from .dense import dense_cost, grouped_conv2d
 from .operator import WeightOperator
 
 __all__ = ["BlockDiagonalWeight", "block_diagonal"]
@@ -97,12 +97,7 @@ class BlockDiagonalWeight(WeightOperator):
         return dense_cost(c_out, k // self.groups, k, n_cols, self.dtype.itemsize)
 
     def _conv2d(self, x, geom, bias, workspace):
-        from .conv import dense_conv2d, tap_major
-
-        weight = self.weight.astype(x.dtype, copy=False)
-        if self._taps is None or self._taps.dtype != x.dtype:
-            self._taps = tap_major(weight)
-        return dense_conv2d(x, weight, bias, geom, self.groups, workspace, taps=self._taps)
+        return grouped_conv2d(self, self.groups, x, geom, bias, workspace)
 
     def _state(self):
         return {"weight": self.weight, "groups": np.array(self.groups)}

@@ -6,7 +6,7 @@ from .cost import Cost
 from .operator import WeightOperator
 from ._validation import as_array, float_dtype
 
-__all__ = ["DenseWeight", "dense_cost"]
+__all__ = ["DenseWeight", "dense_cost", "grouped_conv2d"]
 
 
 def dense_cost(c_out, k, k_total, n_cols, itemsize):
@@ -20,6 +20,16 @@ def dense_cost(c_out, k, k_total, n_cols, itemsize):
     macs = int(c_out) * int(k) * int(n_cols)
     moved = (int(c_out) * int(k) + int(k_total) * int(n_cols) + int(c_out) * int(n_cols)) * int(itemsize)
     return Cost(mults=macs, adds=macs, bytes_moved=moved)
+
+
+def grouped_conv2d(op, groups, x, geom, bias, workspace):
+    """conv2d by the dense kernels of ``op.weight`` (torch's grouped layout), caching its tap-major copy on ``op``."""
+    from .conv import dense_conv2d, tap_major
+
+    weight = op.weight.astype(x.dtype, copy=False)
+    if op._taps is None or op._taps.dtype != x.dtype:
+        op._taps = tap_major(weight)  # the stride-1 kernel's layout, made once
+    return dense_conv2d(x, weight, bias, geom, groups, workspace, taps=op._taps)
 
 
 class DenseWeight(WeightOperator):
@@ -71,12 +81,7 @@ class DenseWeight(WeightOperator):
         return dense_cost(self.shape[0], self.shape[1], self.shape[1], n_cols, self.dtype.itemsize)
 
     def _conv2d(self, x, geom, bias, workspace):
-        from .conv import dense_conv2d, tap_major
-
-        weight = self.weight.astype(x.dtype, copy=False)
-        if self._taps is None or self._taps.dtype != x.dtype:
-            self._taps = tap_major(weight)  # the stride-1 kernel's layout, made once
-        return dense_conv2d(x, weight, bias, geom, 1, workspace, taps=self._taps)
+        return grouped_conv2d(self, 1, x, geom, bias, workspace)
 
     def _state(self):
         return {"weight": self.weight}
