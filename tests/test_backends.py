@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = r"""
 import json, numpy as np, torch, sparseconv as sc
 from sparseconv import _blas

@@ -69,6 +69,7 @@ def test_reference_matches_torch(rng):
         assert_close(reference.conv2d(x, weight, bias, **kwargs), torch_conv2d(x, weight, bias, **kwargs))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(2, 64, 20, 20), (1, 32, 9, 9), (3, 16, 30, 28)])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_conv2d_larger_layers(rng, shape, stride):

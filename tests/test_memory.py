@@ -7,6 +7,8 @@ import pytest
 
 import sparseconv as sc
 
+pytestmark = pytest.mark.slow
+
 LIMIT = 1 << 20  # 1 MiB
 # tracemalloc also counts the interpreter's own small objects (ints, tuples,
 # frames) created during the call; they are not buffers, and stay far below this.
