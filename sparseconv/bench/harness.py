@@ -12,7 +12,10 @@ How it times (the rules the project's benchmarks follow):
    the thread runtime changes: idle workers of one runtime busy-wait for a
    while and steal the cores of the next. OpenBLAS's pthreads spin for about
    0.1 s after each call, long enough to slow a following numba kernel 30x
-   (measured), so after an OpenBLAS contender the pause is longer.
+   (measured), so after an OpenBLAS contender the pause is longer. After a
+   pause the contender first runs for half a sample untimed: threads that
+   slept (and, on a virtual machine, idle virtual CPUs) take a while to
+   come back, and that wake-up should not be charged to one contender.
 4. Reported: min, median and max per call over ``repeat`` samples; ratios
    use medians.
 """
@@ -117,6 +120,7 @@ def run(contenders, reference, repeat=7, min_sample_s=0.03, pause_s=0.2):
         for c, r in timed:
             if last_runtime is not None and c.runtime != last_runtime:
                 time.sleep(_pause(last_runtime, pause_s))
+                _sample(c.fn, min_sample_s / 2)  # wake the threads up again, untimed
             r.times_s.append(_sample(c.fn, min_sample_s))
             last_runtime = c.runtime
     return results
