@@ -143,7 +143,7 @@ def conv_direct_shifted(x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, 
     n_img, _, height, width = x.shape
     c_out, cin_g = w.shape[0], w.shape[1]
     cout_g = c_out // groups
-    h_out, w_out = out.shape[2], out.shape[3]
+    h_out = out.shape[2]
     span = h_out * wp
     n_planes = n_img * c_out
     per_block = max(1, (n_planes + 63) // 64)

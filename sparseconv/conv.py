@@ -80,7 +80,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     x = as_input(x)
     if isinstance(weight, WeightOperator):
         if groups != 1:
-            raise ValueError(f"groups must be 1 with a WeightOperator (it carries its own structure), got {groups!r}")
+            raise ValueError(
+                f"groups must be 1 with a WeightOperator (it carries its own structure), got {groups!r}"
+            )
         c_out, c_in, kh, kw = weight.kernel_shape
         if x.shape[1] != c_in:
             raise ValueError(f"x has C_in={x.shape[1]} channels, the operator expects C_in={c_in}")
@@ -97,7 +99,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             )
         if cin_g * groups != x.shape[1]:
             raise ValueError(
-                f"weight expects C_in/groups={cin_g}, so C_in={cin_g * groups}; x has C_in={x.shape[1]} (groups={groups})"
+                f"weight expects C_in/groups={cin_g}, so C_in={cin_g * groups}; "
+                f"x has C_in={x.shape[1]} (groups={groups})"
             )
     geom = geometry(x.shape, (kh, kw), stride, padding, dilation)
     if bias is not None:

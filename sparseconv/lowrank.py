@@ -14,7 +14,6 @@ import numpy as np
 import scipy.linalg
 
 from ._validation import Geometry, as_weight, count_or_fraction
-from .cost import Cost
 from .dense import DenseWeight, dense_cost
 from .operator import WeightOperator
 
@@ -71,8 +70,11 @@ class LowRankWeight(WeightOperator):
         u = np.ascontiguousarray(u)
         v = np.ascontiguousarray(v, dtype=u.dtype)
         c_out, c_in, kh, kw = kernel_shape
-        if u.ndim != 2 or v.ndim != 2 or u.shape[0] != c_out or v.shape[1] != c_in * kh * kw or u.shape[1] != v.shape[0]:
-            raise ValueError(f"u {u.shape} and v {v.shape} do not factor a weight of kernel_shape {tuple(kernel_shape)}")
+        if (u.ndim != 2 or v.ndim != 2 or u.shape[0] != c_out or v.shape[1] != c_in * kh * kw
+                or u.shape[1] != v.shape[0]):
+            raise ValueError(
+                f"u {u.shape} and v {v.shape} do not factor a weight of kernel_shape {tuple(kernel_shape)}"
+            )
         self.u, self.v = u, v
         super().__init__(kernel_shape, u.dtype)
         self._convs = None

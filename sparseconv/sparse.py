@@ -153,7 +153,8 @@ class SparseWeight(WeightOperator):
         return cls(kernel_shape, str(state["format"]), arrays, str(state["structure"]))
 
     def __repr__(self):
-        return f"{super().__repr__()[:-1]}, format={self.format!r}, structure={self.structure!r}, density={self.density:.3f})"
+        return (f"{super().__repr__()[:-1]}, format={self.format!r}, structure={self.structure!r}, "
+                f"density={self.density:.3f})")
 
 
 def _smallest(scores, amount, name="amount"):
@@ -214,7 +215,8 @@ def prune(weight, amount=None, structure="unstructured", block=(4, 4), n=2, m=4)
         kept = np.where(np.repeat(dropped, kk, axis=1), 0, matrix)
         return SparseWeight.from_scipy(scipy.sparse.bsr_matrix(kept, blocksize=(1, kk)), weight.shape, structure)
     if structure == "block":
-        if not (isinstance(block, (tuple, list)) and len(block) == 2 and all(isinstance(b, (int, np.integer)) and b > 0 for b in block)):
+        if not (isinstance(block, (tuple, list)) and len(block) == 2
+                and all(isinstance(b, (int, np.integer)) and b > 0 for b in block)):
             raise ValueError(f"block must be a pair of positive ints, got {block!r}")
         bh, bw = (int(b) for b in block)
         if c_out % bh or (c_in * kk) % bw:

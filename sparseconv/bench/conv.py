@@ -18,7 +18,7 @@ import numpy as np
 
 import sparseconv
 
-from .harness import Contender, environment, format_table, run
+from .harness import Contender, environment, run
 
 __all__ = ["LAYERS", "bench_conv", "gemm_rate"]
 

@@ -118,7 +118,8 @@ def bench_groups(quick=False, repeat=None, progress=print):
                     ]
                 results = run(contenders, out, repeat=repeat or (3 if quick else 5), min_sample_s=0.03)
                 rec = {"layer": name, "N": n, "groups": g, "depthwise": g == c,
-                       **{key: _med(results, key) for key in ("sparseconv", "sparseconv dense", "torch", "torch dense")}}
+                       **{key: _med(results, key)
+                          for key in ("sparseconv", "sparseconv dense", "torch", "torch dense")}}
                 rec["realised"] = rec["sparseconv dense"] / rec["sparseconv"] / g
                 rec["torch_realised"] = rec["torch dense"] / rec["torch"] / g
                 records.append(rec)
