@@ -13,6 +13,7 @@ from .dense import DenseWeight
 from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight, low_rank, reduce_channels,
                       spatial_low_rank)
 from .operator import WeightOperator, as_operator, load, relative_error
+from .product import Permutation, ProductWeight, channel_shuffle_permutation, complementary, paths
 from .sparse import SparseWeight, prune
 from . import reference
 
@@ -25,18 +26,23 @@ __all__ = [
     "DEFAULT_WORKSPACE",
     "DenseWeight",
     "LowRankWeight",
+    "Permutation",
+    "ProductWeight",
     "SparseWeight",
     "SpatialLowRankWeight",
     "WeightOperator",
     "as_operator",
     "block_diagonal",
+    "channel_shuffle_permutation",
     "col2im",
+    "complementary",
     "conv2d",
     "conv_cost",
     "conv_output_shape",
     "im2col",
     "load",
     "low_rank",
+    "paths",
     "prune",
     "reduce_channels",
     "reference",
