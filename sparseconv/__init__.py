@@ -10,12 +10,13 @@ from .columns import col2im, conv_output_shape, im2col
 from .conv import DEFAULT_WORKSPACE, conv2d
 from .cost import Cost, conv_cost
 from .dense import DenseWeight
+from .igc import IGCV1, IGCV2, IGCV3
 from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight, low_rank, reduce_channels,
                       spatial_low_rank)
 from .operator import WeightOperator, as_operator, load, relative_error
 from .product import Permutation, ProductWeight, channel_shuffle_permutation, complementary, paths
 from .sparse import SparseWeight, prune
-from . import reference
+from . import reference, theory
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,9 @@ __all__ = [
     "Cost",
     "DEFAULT_WORKSPACE",
     "DenseWeight",
+    "IGCV1",
+    "IGCV2",
+    "IGCV3",
     "LowRankWeight",
     "Permutation",
     "ProductWeight",
@@ -48,4 +52,5 @@ __all__ = [
     "reference",
     "relative_error",
     "spatial_low_rank",
+    "theory",
 ]

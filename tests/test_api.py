@@ -11,6 +11,9 @@ PUBLIC = [
     "Cost",
     "DEFAULT_WORKSPACE",
     "DenseWeight",
+    "IGCV1",
+    "IGCV2",
+    "IGCV3",
     "LowRankWeight",
     "Permutation",
     "ProductWeight",
@@ -34,6 +37,7 @@ PUBLIC = [
     "reference",
     "relative_error",
     "spatial_low_rank",
+    "theory",
 ]
 
 

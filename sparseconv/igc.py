@@ -1,0 +1,250 @@
+"""Interleaved group convolutions as products of structured-sparse matrices.
+
+- IGCV1 (Zhang, Qi, Xiao, Wang, "Interleaved Group Convolutions for Deep
+  Neural Networks", ICCV 2017): W = P^T W_d P W_p.
+- IGCV2 (Xie, Wang, Zhang, Qi, "IGCV2: Interleaved Structured Sparse
+  Convolutional Neural Networks", CVPR 2018): W = P_L W_L ... P_1 W_1.
+- IGCV3 (Sun, Li, Liu, Wang, "IGCV3: Interleaved Low-Rank Group
+  Convolutions for Efficient Deep Neural Networks", BMVC 2018): a 1x1 group
+  conv expanding, a shuffle, a depthwise conv, a 1x1 group conv reducing.
+
+Each is a :class:`sparseconv.ProductWeight` with named factors, built with
+``.random(..., seed)`` (He initialisation) or ``.from_factors(...)``.
+"""
+
+import numpy as np
+
+from ._validation import pair
+from .blockdiag import BlockDiagonalWeight
+from .product import Permutation, ProductWeight, channel_shuffle_permutation
+
+__all__ = ["IGCV1", "IGCV2", "IGCV3"]
+
+
+def _he(rng, shape, fan_in, dtype):
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+def _check(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+class IGCV1(ProductWeight):
+    """IGCV1 (L, M) on G = L*M channels: W = P^T W_d P W_p.
+
+    Parameters
+    ----------
+    primary : array, shape (G, M, kH, kW)
+        W_p, the primary group conv in torch's grouped layout: L partitions
+        of M channels, a kH x kW conv inside each.
+    secondary : array, shape (G, L, 1, 1)
+        W_d, the secondary 1x1 group conv: M partitions of L channels.
+    L, M : int
+
+    Notes
+    -----
+    P is :func:`sparseconv.channel_shuffle_permutation` (G, L): secondary
+    partition m takes the m-th channel of every primary partition, so every
+    input channel reaches every output channel by exactly one path (strictly
+    complementary). Parameters: L M^2 S + M L^2 = G (M S + L). L = 1 is a
+    regular convolution followed by a per-channel scale; M = 1 is a depthwise
+    convolution followed by a dense 1x1 (the Xception / MobileNet block).
+    """
+
+    def __init__(self, primary, secondary, L, M):
+        L, M = _check(L, "L"), _check(M, "M")
+        primary = np.asarray(primary)
+        secondary = np.asarray(secondary)
+        G = L * M
+        if primary.ndim != 4 or primary.shape[:2] != (G, M):
+            raise ValueError(f"primary must have shape (L*M, M, kH, kW) = ({G}, {M}, kH, kW), got {primary.shape}")
+        if secondary.shape != (G, L, 1, 1):
+            raise ValueError(f"secondary must have shape (L*M, L, 1, 1) = ({G}, {L}, 1, 1), got {secondary.shape}")
+        self.L, self.M = L, M
+        self.primary = BlockDiagonalWeight(primary, L)
+        self.secondary = BlockDiagonalWeight(secondary, M)
+        self.permutation = channel_shuffle_permutation(G, L)
+        super().__init__([self.permutation.inverse(), self.secondary, self.permutation, self.primary])
+
+    @classmethod
+    def from_factors(cls, primary, secondary, L, M):
+        """From the two grouped weights (see the class parameters)."""
+        return cls(primary, secondary, L, M)
+
+    @classmethod
+    def random(cls, L, M, kernel_size=3, seed=0, dtype=np.float32):
+        """He-initialised factors: std sqrt(2 / fan_in), fan_in = M*kH*kW and L."""
+        L, M = _check(L, "L"), _check(M, "M")
+        kh, kw = pair(kernel_size, "kernel_size", 1)
+        rng = np.random.default_rng(seed)
+        G = L * M
+        return cls(_he(rng, (G, M, kh, kw), M * kh * kw, dtype), _he(rng, (G, L, 1, 1), L, dtype), L, M)
+
+    def _state(self):
+        return {"primary": self.primary.weight, "secondary": self.secondary.weight, "LM": np.array([self.L, self.M])}
+
+    @classmethod
+    def _from_state(cls, state, kernel_shape):
+        L, M = (int(v) for v in state["LM"])
+        return cls(state["primary"], state["secondary"], L, M)
+
+
+def _digit_permutation(sizes, axis):
+    """Channels as mixed-radix numbers with digits of ``sizes``; move digit ``axis`` to the fastest place."""
+    order = [a for a in range(len(sizes)) if a != axis] + [axis]
+    return np.arange(int(np.prod(sizes))).reshape(sizes).transpose(order).ravel()
+
+
+class IGCV2(ProductWeight):
+    """IGCV2 on C channels: a channel-wise kH x kW conv, then 1x1 group convs of branch sizes K_2 ... K_L.
+
+    Parameters
+    ----------
+    depthwise : array, shape (C, 1, kH, kW)
+    pointwise : list of arrays, shapes (C, K_l, 1, 1)
+        The 1x1 group convs in the order applied, each with C/K_l branches
+        of K_l channels.
+
+    Notes
+    -----
+    With ∏ K_l = C, the interleaving permutations write a channel index as
+    a mixed-radix number with digits of bases K_2, ..., K_L and let factor l
+    change digit l only (its branches are the channels that differ in that
+    digit): every input reaches every output by exactly one path, strictly
+    complementary. When the product is not C, successive channel shuffles
+    (groups = the previous factor's branch count) interleave instead, and
+    :func:`sparseconv.complementary` tells what that achieves.
+    Parameters: C S + C Σ K_l.
+    """
+
+    def __init__(self, depthwise, pointwise):
+        depthwise = np.asarray(depthwise)
+        if depthwise.ndim != 4 or depthwise.shape[1] != 1:
+            raise ValueError(f"depthwise must have shape (C, 1, kH, kW), got {depthwise.shape}")
+        C = depthwise.shape[0]
+        pointwise = [np.asarray(p) for p in pointwise]
+        if not pointwise:
+            raise ValueError("pointwise must hold at least one 1x1 group conv weight")
+        sizes = []
+        for p in pointwise:
+            if p.ndim != 4 or p.shape[0] != C or p.shape[2:] != (1, 1) or C % p.shape[1]:
+                raise ValueError(f"each pointwise weight must be (C, K, 1, 1) with K dividing C={C}, got {p.shape}")
+            sizes.append(p.shape[1])
+        self.branch_sizes = tuple(sizes)
+        self.depthwise = BlockDiagonalWeight(depthwise, C)
+        self.pointwise = [BlockDiagonalWeight(p, C // k) for p, k in zip(pointwise, sizes)]
+        strict = int(np.prod(sizes)) == C
+        applied = [self.depthwise]  # in the order applied
+        current = np.arange(C)  # layout: position i holds canonical channel current[i]
+        for step, factor in enumerate(self.pointwise):
+            if strict:
+                target = _digit_permutation(sizes, step)
+            elif step:
+                target = current[channel_shuffle_permutation(C, C // sizes[step - 1]).perm]
+            else:
+                target = current
+            move = np.argsort(current)[target]  # from the current layout to the target one
+            if not np.array_equal(move, np.arange(C)):
+                applied.append(Permutation(move, depthwise.dtype))
+            applied.append(factor)
+            current = target
+        back = np.argsort(current)
+        if not np.array_equal(back, np.arange(C)):
+            applied.append(Permutation(back, depthwise.dtype))
+        super().__init__(applied[::-1])
+
+    @classmethod
+    def from_factors(cls, depthwise, pointwise):
+        return cls(depthwise, pointwise)
+
+    @classmethod
+    def random(cls, C, branch_sizes, kernel_size=3, seed=0, dtype=np.float32):
+        """He-initialised factors (fan_in kH*kW for the channel-wise conv, K_l for each 1x1)."""
+        C = _check(C, "C")
+        kh, kw = pair(kernel_size, "kernel_size", 1)
+        rng = np.random.default_rng(seed)
+        sizes = [_check(k, "branch size") for k in branch_sizes]
+        for k in sizes:
+            if C % k:
+                raise ValueError(f"branch size {k} must divide C={C}")
+        return cls(_he(rng, (C, 1, kh, kw), kh * kw, dtype), [_he(rng, (C, k, 1, 1), k, dtype) for k in sizes])
+
+    def _state(self):
+        state = {"depthwise": self.depthwise.weight}
+        for i, p in enumerate(self.pointwise):
+            state[f"pointwise{i}"] = p.weight
+        return state
+
+    @classmethod
+    def _from_state(cls, state, kernel_shape):
+        n = sum(1 for k in state if k.startswith("pointwise"))
+        return cls(state["depthwise"], [state[f"pointwise{i}"] for i in range(n)])
+
+
+class IGCV3(ProductWeight):
+    """The IGCV3 block as a linear operator: W = W_3 D P W_1.
+
+    Parameters
+    ----------
+    expand : array, shape (E, C_in/G1, 1, 1)
+        W_1: 1x1 group conv with G1 groups, C_in -> E = expansion * C_in.
+    depthwise : array, shape (E, 1, kH, kW)
+        D: the kH x kW channel-wise conv on E channels.
+    reduce : array, shape (C_out, E/G2, 1, 1)
+        W_3: 1x1 group conv with G2 groups, E -> C_out.
+    groups : (G1, G2)
+
+    Notes
+    -----
+    P is the channel shuffle with G1 groups, as in the authors' code. Without
+    the activations of the network block this is a low-rank x
+    structured-sparse factorization of one conv weight; complementary over
+    super-channels (loose) when G1, G2 > 1 and every G2 group receives
+    channels of all G1 groups. Parameters: E C_in/G1 + E S + C_out E/G2.
+    """
+
+    def __init__(self, expand, depthwise, reduce, groups):
+        G1, G2 = (_check(g, "groups") for g in groups)
+        expand, depthwise, reduce = (np.asarray(a) for a in (expand, depthwise, reduce))
+        E = expand.shape[0]
+        if expand.ndim != 4 or expand.shape[2:] != (1, 1) or E % G1:
+            raise ValueError(f"expand must be (E, C_in/G1, 1, 1) with G1={G1} dividing E, got {expand.shape}")
+        if depthwise.ndim != 4 or depthwise.shape[:2] != (E, 1):
+            raise ValueError(f"depthwise must be (E, 1, kH, kW) = ({E}, 1, kH, kW), got {depthwise.shape}")
+        if reduce.ndim != 4 or reduce.shape[2:] != (1, 1) or reduce.shape[1] * G2 != E:
+            raise ValueError(f"reduce must be (C_out, E/G2, 1, 1) with E={E}, G2={G2}, got {reduce.shape}")
+        self.groups = (G1, G2)
+        self.expand = BlockDiagonalWeight(expand, G1)
+        self.shuffle = channel_shuffle_permutation(E, G1)
+        self.depthwise = BlockDiagonalWeight(depthwise, E)
+        self.reduce = BlockDiagonalWeight(reduce, G2)
+        super().__init__([self.reduce, self.depthwise, self.shuffle, self.expand])
+
+    @classmethod
+    def from_factors(cls, expand, depthwise, reduce, groups):
+        return cls(expand, depthwise, reduce, groups)
+
+    @classmethod
+    def random(cls, in_channels, out_channels, expansion=6, groups=(2, 2), kernel_size=3, seed=0,
+               dtype=np.float32):
+        """He-initialised factors for a block C_in -> E = expansion*C_in -> C_out."""
+        c_in, c_out, t = _check(in_channels, "in_channels"), _check(out_channels, "out_channels"), \
+            _check(expansion, "expansion")
+        G1, G2 = (_check(g, "groups") for g in groups)
+        kh, kw = pair(kernel_size, "kernel_size", 1)
+        E = t * c_in
+        if c_in % G1 or E % G2 or c_out % G2:
+            raise ValueError(f"groups=({G1}, {G2}) must divide C_in={c_in}, E={E} and C_out={c_out} as used")
+        rng = np.random.default_rng(seed)
+        return cls(_he(rng, (E, c_in // G1, 1, 1), c_in // G1, dtype), _he(rng, (E, 1, kh, kw), kh * kw, dtype),
+                   _he(rng, (c_out, E // G2, 1, 1), E // G2, dtype), (G1, G2))
+
+    def _state(self):
+        return {"expand": self.expand.weight, "depthwise": self.depthwise.weight, "reduce": self.reduce.weight,
+                "groups": np.array(self.groups)}
+
+    @classmethod
+    def _from_state(cls, state, kernel_shape):
+        return cls(state["expand"], state["depthwise"], state["reduce"], tuple(int(g) for g in state["groups"]))
