@@ -10,7 +10,7 @@ from .columns import col2im, conv_output_shape, im2col
 from .conv import DEFAULT_WORKSPACE, conv2d
 from .cost import Cost, conv_cost
 from .dense import DenseWeight
-from .igc import IGCV1, IGCV2, IGCV3
+from .igc import IGCV1, IGCV2, IGCV3, igcv1
 from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight, low_rank, reduce_channels,
                       spatial_low_rank)
 from .operator import WeightOperator, as_operator, load, relative_error
@@ -43,6 +43,7 @@ __all__ = [
     "conv2d",
     "conv_cost",
     "conv_output_shape",
+    "igcv1",
     "im2col",
     "load",
     "low_rank",

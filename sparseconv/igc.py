@@ -18,7 +18,7 @@ from ._validation import pair
 from .blockdiag import BlockDiagonalWeight
 from .product import Permutation, ProductWeight, channel_shuffle_permutation
 
-__all__ = ["IGCV1", "IGCV2", "IGCV3"]
+__all__ = ["IGCV1", "IGCV2", "IGCV3", "igcv1"]
 
 
 def _he(rng, shape, fan_in, dtype):
@@ -248,3 +248,75 @@ class IGCV3(ProductWeight):
     @classmethod
     def _from_state(cls, state, kernel_shape):
         return cls(state["expand"], state["depthwise"], state["reduce"], tuple(int(g) for g in state["groups"]))
+
+
+def igcv1(weight, L, M, max_iter=100, tol=1e-9):
+    """Fit an IGCV1 (L, M) to a dense conv weight by alternating least squares.
+
+    Parameters
+    ----------
+    weight : array, shape (G, G, kH, kW) with G = L*M, or a WeightOperator
+    L, M : int
+    max_iter : int
+        Cap on the sweeps (one sweep solves for W_d, then for W_p).
+    tol : float
+        Stop when a sweep lowers the relative error by less than this.
+
+    Returns
+    -------
+    IGCV1
+        With ``history``: the relative error ||W - op||_F / ||W||_F after
+        each sweep, non-increasing (each step is an exact least-squares
+        minimisation over one factor with the other fixed).
+
+    Notes
+    -----
+    With P the interleaving permutation, P W ~ W_d (P W_p): for W_p fixed,
+    each L x L block of W_d is a least-squares fit of L rows of P W. For W_d
+    fixed, with A = P^T W_d P, the columns of primary group l satisfy
+    W[:, C_l] ~ A[:, R_l] W_p,l: each M x M*S block of W_p is a
+    least-squares fit too. W_p starts as the diagonal blocks of W.
+    """
+    from ._validation import as_weight
+
+    weight = as_weight(weight)
+    L, M = _check(L, "L"), _check(M, "M")
+    G = L * M
+    c_out, c_in, kh, kw = weight.shape
+    if (c_out, c_in) != (G, G):
+        raise ValueError(f"weight must be square with C_out = C_in = L*M = {G}, got {weight.shape}")
+    S = kh * kw
+    W = weight.reshape(G, G * S).astype(np.float64)  # (G, G*S)
+    norm = np.linalg.norm(W) or 1.0
+    perm = channel_shuffle_permutation(G, L).perm
+    PW = W[perm]
+    wp = np.zeros((L, M, M * S))  # primary blocks
+    for l in range(L):
+        wp[l] = W[l * M:(l + 1) * M, l * M * S:(l + 1) * M * S]
+    wd = np.zeros((M, L, L))
+    inv = np.argsort(perm)
+    history = []
+    for _ in range(max_iter):
+        full_p = np.zeros((G, G * S))
+        for l in range(L):
+            full_p[l * M:(l + 1) * M, l * M * S:(l + 1) * M * S] = wp[l]
+        B = full_p[perm]  # P W_p
+        for m in range(M):
+            rows = slice(m * L, (m + 1) * L)
+            wd[m] = np.linalg.lstsq(B[rows].T, PW[rows].T, rcond=None)[0].T
+        full_d = np.zeros((G, G))
+        for m in range(M):
+            full_d[m * L:(m + 1) * L, m * L:(m + 1) * L] = wd[m]
+        A = full_d[inv][:, inv]  # P^T W_d P
+        for l in range(L):
+            wp[l] = np.linalg.lstsq(A[:, l * M:(l + 1) * M], W[:, l * M * S:(l + 1) * M * S], rcond=None)[0]
+        for l in range(L):
+            full_p[l * M:(l + 1) * M, l * M * S:(l + 1) * M * S] = wp[l]
+        history.append(float(np.linalg.norm(W - A @ full_p) / norm))
+        if len(history) > 1 and history[-2] - history[-1] < tol:
+            break
+    primary = wp.reshape(G, M, kh, kw).astype(weight.dtype)
+    secondary = np.concatenate([wd[m] for m in range(M)]).reshape(G, L, 1, 1).astype(weight.dtype)
+    op = IGCV1(primary, secondary, L, M)
+    op.history = history
+    return op

@@ -28,6 +28,7 @@ PUBLIC = [
     "conv2d",
     "conv_cost",
     "conv_output_shape",
+    "igcv1",
     "im2col",
     "load",
     "low_rank",

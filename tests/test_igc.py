@@ -163,3 +163,14 @@ def _all_factorizations(n):
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("L, M", [(2, 4), (4, 2), (3, 3)])
+def test_igcv1_fit(rng, L, M):
+    target = sc.IGCV1.random(L, M, seed=7, dtype=np.float64)
+    fit = sc.igcv1(target.to_weight(), L, M)
+    assert sc.relative_error(fit, target.to_weight()) < 1e-5
+    dense = rng.standard_normal((L * M, L * M, 3, 3))
+    fit = sc.igcv1(dense, L, M, max_iter=30)
+    assert all(b <= a + 1e-12 for a, b in zip(fit.history, fit.history[1:]))
+    assert np.isclose(fit.history[-1], sc.relative_error(fit, dense), rtol=1e-6)
