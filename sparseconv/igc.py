@@ -291,15 +291,15 @@ def igcv1(weight, L, M, max_iter=100, tol=1e-9):
     perm = channel_shuffle_permutation(G, L).perm
     PW = W[perm]
     wp = np.zeros((L, M, M * S))  # primary blocks
-    for l in range(L):
-        wp[l] = W[l * M:(l + 1) * M, l * M * S:(l + 1) * M * S]
+    for b in range(L):
+        wp[b] = W[b * M:(b + 1) * M, b * M * S:(b + 1) * M * S]
     wd = np.zeros((M, L, L))
     inv = np.argsort(perm)
     history = []
     for _ in range(max_iter):
         full_p = np.zeros((G, G * S))
-        for l in range(L):
-            full_p[l * M:(l + 1) * M, l * M * S:(l + 1) * M * S] = wp[l]
+        for b in range(L):
+            full_p[b * M:(b + 1) * M, b * M * S:(b + 1) * M * S] = wp[b]
         B = full_p[perm]  # P W_p
         for m in range(M):
             rows = slice(m * L, (m + 1) * L)
@@ -308,10 +308,10 @@ def igcv1(weight, L, M, max_iter=100, tol=1e-9):
         for m in range(M):
             full_d[m * L:(m + 1) * L, m * L:(m + 1) * L] = wd[m]
         A = full_d[inv][:, inv]  # P^T W_d P
-        for l in range(L):
-            wp[l] = np.linalg.lstsq(A[:, l * M:(l + 1) * M], W[:, l * M * S:(l + 1) * M * S], rcond=None)[0]
-        for l in range(L):
-            full_p[l * M:(l + 1) * M, l * M * S:(l + 1) * M * S] = wp[l]
+        for b in range(L):
+            wp[b] = np.linalg.lstsq(A[:, b * M:(b + 1) * M], W[:, b * M * S:(b + 1) * M * S], rcond=None)[0]
+        for b in range(L):
+            full_p[b * M:(b + 1) * M, b * M * S:(b + 1) * M * S] = wp[b]
         history.append(float(np.linalg.norm(W - A @ full_p) / norm))
         if len(history) > 1 and history[-2] - history[-1] < tol:
             break
