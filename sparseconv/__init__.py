@@ -16,7 +16,7 @@ from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight,
 from .operator import WeightOperator, as_operator, load, relative_error
 from .product import Permutation, ProductWeight, channel_shuffle_permutation, complementary, paths
 from .sparse import SparseWeight, prune
-from . import reference, theory
+from . import plot, reference, theory
 
 __version__ = "0.1.0"
 
@@ -48,6 +48,7 @@ __all__ = [
     "load",
     "low_rank",
     "paths",
+    "plot",
     "prune",
     "reduce_channels",
     "reference",

@@ -1,7 +1,11 @@
 """Shared test settings: tolerances per dtype (one place), seeded generators, the torch oracle."""
 
+import os
+
 import numpy as np
 import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # headless plots
 
 #: (rtol, atol) for comparing a float32 / float64 result with an oracle,
 #: relative to the oracle's largest magnitude (sums of many products differ

@@ -33,6 +33,7 @@ PUBLIC = [
     "load",
     "low_rank",
     "paths",
+    "plot",
     "prune",
     "reduce_channels",
     "reference",
