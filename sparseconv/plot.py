@@ -3,7 +3,6 @@
 matplotlib is imported when a function here is called, not when sparseconv is.
 """
 
-
 __all__ = ["structure"]
 
 
