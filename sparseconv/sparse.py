@@ -67,6 +67,23 @@ class SparseWeight(WeightOperator):
         self.arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         value_key = "values" if format == "nm" else "data"
         super().__init__(kernel_shape, self.arrays[value_key].dtype)
+        self._check()
+
+    def _check(self):
+        """Index arrays that the kernels can trust: in range and consistent, or a clear error."""
+        a, (rows, cols) = self.arrays, self.shape
+        if self.format == "nm":
+            n, m = (int(v) for v in a["nm"])
+            ok = (0 < n <= m and cols % m == 0 and a["values"].shape == (rows, cols // m * n)
+                  and a["pos"].shape == a["values"].shape and (a["pos"].size == 0 or int(a["pos"].max()) < m))
+        else:
+            bh, bw = a["data"].shape[1:] if self.format == "bsr" else (1, 1)
+            indptr, indices = a["indptr"], a["indices"]
+            ok = (rows % bh == 0 and cols % bw == 0 and indptr.shape == (rows // bh + 1,) and indptr[0] == 0
+                  and np.all(np.diff(indptr) >= 0) and indptr[-1] == indices.size == a["data"].shape[0]
+                  and (indices.size == 0 or (indices.min() >= 0 and indices.max() < cols // bw)))
+        if not ok:
+            raise ValueError(f"the {self.format} arrays do not describe a valid {self.shape} matrix")
 
     @classmethod
     def from_scipy(cls, matrix, kernel_shape, structure="given"):

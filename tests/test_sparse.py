@@ -132,3 +132,13 @@ def test_save_load(tmp_path, weight, case):
 def test_bad_input(weight, kwargs, error, match):
     with pytest.raises(error, match=match):
         sc.prune(weight, **kwargs)
+
+
+def test_inconsistent_arrays_are_refused(weight):
+    op = sc.prune(weight, 0.5)
+    bad = dict(op.arrays, indices=op.arrays["indices"] + 72)
+    with pytest.raises(ValueError, match="do not describe a valid"):
+        sc.SparseWeight(op.kernel_shape, "csr", bad)
+    nm = sc.prune(weight, structure="n:m")
+    with pytest.raises(ValueError, match="do not describe a valid"):
+        sc.SparseWeight(nm.kernel_shape, "nm", dict(nm.arrays, pos=nm.arrays["pos"] + 4))
