@@ -50,6 +50,22 @@ def _bench_sparse(args):
     return 0
 
 
+def _bench_igc(args):
+    from .bench.harness import write_json
+    from .bench.igc import bench_igc, print_table
+
+    result = bench_igc(quick=args.quick, repeat=args.repeat)
+    env = result["environment"]
+    print(f"\nthreads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
+          f"torch {env.get('torch_threads', '-')}; GEMM inside the kernels: {env['gemm_backend']}")
+    print("times are medians; realised = speedup over the same library's dense conv / MAC reduction\n")
+    print_table(result)
+    if args.json:
+        write_json(args.json, result)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="sparseconv",
@@ -81,6 +97,15 @@ def build_parser():
     sparse.add_argument("--repeat", type=int, help="samples per contender")
     sparse.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
     sparse.set_defaults(func=_bench_sparse)
+    igc = bench_sub.add_parser(
+        "igc", help="IGCV1 at the dense layer's width vs the dense conv and torch's grouped pipeline",
+        description="IGCV1 (L = 2, 4, 8, 16; M = C / L) on 64ch 56x56 and 256ch 14x14 3x3 layers: sparseconv's "
+                    "IGCV1 conv2d vs its dense conv2d, torch's grouped conv -> shuffle -> grouped conv pipeline "
+                    "and torch's dense conv2d.")
+    igc.add_argument("--quick", action="store_true", help="L = 2 and 8, N=1 only, fewer samples")
+    igc.add_argument("--repeat", type=int, help="samples per contender")
+    igc.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
+    igc.set_defaults(func=_bench_igc)
     return parser
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from sparseconv.cli import build_parser, main
 
-SUBCOMMANDS = [[], ["bench"], ["bench", "conv"], ["bench", "sparse"]]
+SUBCOMMANDS = [[], ["bench"], ["bench", "conv"], ["bench", "sparse"], ["bench", "igc"]]
 
 
 @pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda a: " ".join(a) or "top")
@@ -74,3 +74,15 @@ def test_bench_sparse_runs(tmp_path, capsys):
     assert {r["case"] for r in records} >= {"unstructured", "n:m", "block 4x4", "kernel", "channel"}
     for r in records:
         assert r["sparseconv_s"] > 0 and r["scipy_s"] > 0 and r["dense_s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_igc_runs(tmp_path, capsys):
+    path = tmp_path / "igc.json"
+    assert main(["bench", "igc", "--quick", "--repeat", "1", "--json", str(path)]) == 0
+    assert "torch / sparseconv" in capsys.readouterr().out
+    records = json.loads(path.read_text())["records"]
+    assert {(r["layer"], r["L"]) for r in records} == {(name, L) for name in ("64ch 56x56 3x3", "256ch 14x14 3x3")
+                                                        for L in (2, 8)}
+    for r in records:
+        assert r["sparseconv"] > 0 and r["mac_reduction"] > 1
