@@ -293,8 +293,37 @@ def _make_kernels(gemm):
                     d = (oh0 + r) * w_out
                     _add(out[n, m, d:d + w_out], res[(m - m0) * n_cols + r * wp:], bias[m])
 
-    return conv_im2col, conv_shifted
+    @numba.njit(**PARALLEL_BLAS)
+    def igc_secondary(y, wd, bias, out, tile):
+        """out = P^T W_d P y for an IGCV1's 1x1 secondary group conv, the permutations folded into strides.
+
+        y, out: (N, G, P) with G = L*M; wd: (M, L, L). Secondary group m
+        reads channels l*M + m (l = 0..L-1) and writes the same channels
+        back, so its rows sit M*P apart: one GEMM per (image, group, column
+        tile) with that leading dimension, and no copy for either permutation.
+        """
+        n_img, g_ch, p_img = y.shape
+        m_groups, lg = wd.shape[0], wd.shape[1]
+        n_tiles = (p_img + tile - 1) // tile
+        y_flat = y.ravel()
+        o_flat = out.ravel()
+        w_flat = wd.ravel()
+        for task in numba.prange(n_img * m_groups * n_tiles):
+            t = task % n_tiles
+            rest = task // n_tiles
+            m = rest % m_groups
+            n = rest // m_groups
+            c0 = t * tile
+            cols = min(tile, p_img - c0)
+            base = (n * g_ch + m) * p_img + c0
+            gemm(lg, cols, lg, w_flat[m * lg * lg:], lg, y_flat[base:], m_groups * p_img,
+                 o_flat[base:], m_groups * p_img, 0.0)
+            for l_ in range(lg):
+                _add(o_flat[base + l_ * m_groups * p_img:base + l_ * m_groups * p_img + cols],
+                     o_flat[base + l_ * m_groups * p_img:], bias[l_ * m_groups + m])
+
+    return conv_im2col, conv_shifted, igc_secondary
 
 
-conv_im2col_f32, conv_shifted_f32 = _make_kernels(sgemm)
-conv_im2col_f64, conv_shifted_f64 = _make_kernels(dgemm)
+conv_im2col_f32, conv_shifted_f32, igc_secondary_f32 = _make_kernels(sgemm)
+conv_im2col_f64, conv_shifted_f64, igc_secondary_f64 = _make_kernels(dgemm)

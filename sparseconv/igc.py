@@ -20,6 +20,9 @@ from .product import Permutation, ProductWeight, channel_shuffle_permutation
 
 __all__ = ["IGCV1", "IGCV2", "IGCV3", "igcv1"]
 
+# Output positions per task of the IGCV1 secondary kernel.
+_SECONDARY_TILE = 1024
+
 
 def _he(rng, shape, fan_in, dtype):
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
@@ -72,6 +75,24 @@ class IGCV1(ProductWeight):
     def from_factors(cls, primary, secondary, L, M):
         """From the two grouped weights (see the class parameters)."""
         return cls(primary, secondary, L, M)
+
+    def _conv2d(self, x, geom, bias, workspace):
+        """Primary group conv by the dense kernels, then the secondary with both permutations as strides."""
+        import numba
+
+        from . import _conv
+        from ._threads import blas_single_threaded
+
+        y = self.primary._conv2d(x, geom, None, workspace)  # (N, G, H_out, W_out)
+        n_img, g = y.shape[:2]
+        p_img = geom.h_out * geom.w_out
+        out = np.empty_like(y)
+        blocks = np.ascontiguousarray(self.secondary.weight.reshape(self.M, self.L, self.L), dtype=x.dtype)
+        bias = np.zeros(g, x.dtype) if bias is None else bias
+        kernel = _conv.igc_secondary_f32 if x.dtype == np.float32 else _conv.igc_secondary_f64
+        with blas_single_threaded(), numba.parallel_chunksize(1):
+            kernel(y.reshape(n_img, g, p_img), blocks, bias, out.reshape(n_img, g, p_img), _SECONDARY_TILE)
+        return out
 
     @classmethod
     def random(cls, L, M, kernel_size=3, seed=0, dtype=np.float32):

@@ -174,3 +174,15 @@ def test_igcv1_fit(rng, L, M):
     fit = sc.igcv1(dense, L, M, max_iter=30)
     assert all(b <= a + 1e-12 for a, b in zip(fit.history, fit.history[1:]))
     assert np.isclose(fit.history[-1], sc.relative_error(fit, dense), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=2, padding=1), dict(padding=2, dilation=2)])
+def test_igcv1_fused_secondary_with_bias(rng, dtype, kwargs):
+    """IGCV1's conv2d folds both permutations into strides; same as the operator's dense weight."""
+    op = sc.IGCV1.random(4, 3, seed=8, dtype=dtype)
+    x = rng.standard_normal((2, 12, 9, 10)).astype(dtype)
+    bias = rng.standard_normal(12).astype(dtype)
+    y = sc.conv2d(x, op, bias, **kwargs)
+    assert y.dtype == dtype
+    assert_close(y, torch_conv2d(x, op.to_weight(), bias, **kwargs), dtype)
