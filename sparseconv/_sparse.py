@@ -29,6 +29,15 @@ def _pack(cols, c0, c1, packed):
 
 
 @numba.njit(**SERIAL)
+def _task(task, row_blocks, tile, n_cols, n_rows):
+    """Columns [c0, c1) and rows [r0, r1) of one task: (column tile) x (block of rows)."""
+    c0 = (task // row_blocks) * tile
+    per = (n_rows + row_blocks - 1) // row_blocks
+    r0 = (task % row_blocks) * per
+    return c0, min(c0 + tile, n_cols), r0, min(r0 + per, n_rows)
+
+
+@numba.njit(**SERIAL)
 def _csr_rows(indptr, indices, data, src, off, w, r0, r1, out, c0):
     """out[r, c0:c0+w] = sum_p data[p] * src[indices[p], off:off+w] for rows r0..r1."""
     acc = np.empty(w, out.dtype)
@@ -67,15 +76,9 @@ def csr_matmat(indptr, indices, data, cols, out, tile, row_blocks, pack):
     many times (dense enough weights); at high sparsity the copy costs more
     than it saves.
     """
-    n_rows = out.shape[0]
-    n_cols = cols.shape[1]
-    n_tiles = (n_cols + tile - 1) // tile
-    rows_per = (n_rows + row_blocks - 1) // row_blocks
+    n_tiles = (cols.shape[1] + tile - 1) // tile
     for task in numba.prange(n_tiles * row_blocks):
-        c0 = (task // row_blocks) * tile
-        c1 = min(c0 + tile, n_cols)
-        r0 = (task % row_blocks) * rows_per
-        r1 = min(r0 + rows_per, n_rows)
+        c0, c1, r0, r1 = _task(task, row_blocks, tile, cols.shape[1], out.shape[0])
         if pack:
             packed = np.empty((cols.shape[0], c1 - c0), cols.dtype)
             _pack(cols, c0, c1, packed)
@@ -113,15 +116,9 @@ def _bsr_rows(indptr, indices, data, src, off, w, b0, b1, out, c0):
 @numba.njit(**PARALLEL)
 def bsr_matmat(indptr, indices, data, cols, out, tile, row_blocks, pack):
     """out (R, T) = BSR (R, K) with blocks data (nnzb, bh, bw) @ cols (K, T); ``pack`` as for CSR."""
-    n_cols = cols.shape[1]
-    n_brows = indptr.size - 1
-    n_tiles = (n_cols + tile - 1) // tile
-    per = (n_brows + row_blocks - 1) // row_blocks
+    n_tiles = (cols.shape[1] + tile - 1) // tile
     for task in numba.prange(n_tiles * row_blocks):
-        c0 = (task // row_blocks) * tile
-        c1 = min(c0 + tile, n_cols)
-        b0 = (task % row_blocks) * per
-        b1 = min(b0 + per, n_brows)
+        c0, c1, b0, b1 = _task(task, row_blocks, tile, cols.shape[1], indptr.size - 1)
         if pack:
             packed = np.empty((cols.shape[0], c1 - c0), cols.dtype)
             _pack(cols, c0, c1, packed)
@@ -162,15 +159,9 @@ def _nm_rows(values, pos, n, m, src, off, w, r0, r1, out, c0):
 @numba.njit(**PARALLEL)
 def nm_matmat(values, pos, n, m, cols, out, tile, row_blocks, pack):
     """out (R, T) = N:M-sparse (R, K) @ cols (K, T); values/pos are (R, K/m*n); ``pack`` as for CSR."""
-    n_rows = out.shape[0]
-    n_cols = cols.shape[1]
-    n_tiles = (n_cols + tile - 1) // tile
-    rows_per = (n_rows + row_blocks - 1) // row_blocks
+    n_tiles = (cols.shape[1] + tile - 1) // tile
     for task in numba.prange(n_tiles * row_blocks):
-        c0 = (task // row_blocks) * tile
-        c1 = min(c0 + tile, n_cols)
-        r0 = (task % row_blocks) * rows_per
-        r1 = min(r0 + rows_per, n_rows)
+        c0, c1, r0, r1 = _task(task, row_blocks, tile, cols.shape[1], out.shape[0])
         if pack:
             packed = np.empty((cols.shape[0], c1 - c0), cols.dtype)
             _pack(cols, c0, c1, packed)

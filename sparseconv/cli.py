@@ -4,9 +4,23 @@ import argparse
 import sys
 
 
+def _print_environment(env):
+    print(f"\nthreads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
+          f"torch {env.get('torch_threads', '-')}; GEMM inside the kernels: {env['gemm_backend']}; BLAS seen: "
+          + ", ".join(f"{b['internal_api']} {b['version']} x{b['num_threads']}" for b in env["blas"]))
+
+
+def _write_json(args, result):
+    from .bench.harness import write_json
+
+    if args.json:
+        write_json(args.json, result)
+        print(f"\nwrote {args.json}")
+
+
 def _bench_conv(args):
     from .bench.conv import LAYERS, bench_conv, table
-    from .bench.harness import format_table, write_json
+    from .bench.harness import format_table
 
     names = [name for name, *_ in LAYERS]
     if args.layers:
@@ -15,10 +29,7 @@ def _bench_conv(args):
             raise SystemExit(f"sparseconv bench conv: unknown layer(s) {unknown}; choose from {names}")
     batches = tuple(args.batch) if args.batch else None
     result = bench_conv(quick=args.quick, layers=args.layers, batches=batches, repeat=args.repeat)
-    env = result["environment"]
-    print(f"\nthreads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
-          f"torch {env.get('torch_threads', '-')}; GEMM inside the kernels: {env['gemm_backend']}; BLAS seen: "
-          + ", ".join(f"{b['internal_api']} {b['version']} x{b['num_threads']}" for b in env["blas"]))
+    _print_environment(result["environment"])
     first = [rec["contenders"]["sparseconv"]["first_call_s"] for rec in result["records"]]
     if first:
         print(f"first call of sparseconv.conv2d (numba compiles): {first[0]:.2f} s; later first calls "
@@ -26,44 +37,42 @@ def _bench_conv(args):
     print("times are medians; ratio = sparseconv / torch (lower is better), 'ratio min' the same on best times;\n"
           "ratio 2rt = two-runtime pipeline / sparseconv; % GEMM rate = sparseconv's rate / the GEMM rate above\n")
     print(format_table(*table(result["records"], result["gemm_gflops"])))
-    if args.json:
-        write_json(args.json, result)
-        print(f"\nwrote {args.json}")
+    _write_json(args, result)
     return 0
 
 
 def _bench_sparse(args):
-    from .bench.harness import write_json
     from .bench.sparse import PARTS, bench_sparse, print_tables
 
     parts = args.parts or list(PARTS)
     result = bench_sparse(quick=args.quick, parts=parts, repeat=args.repeat)
-    env = result["environment"]
-    print(f"\nthreads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
-          f"torch {env.get('torch_threads', '-')}; GEMM inside the kernels: {env['gemm_backend']}")
+    _print_environment(result["environment"])
     print("times are medians; 'x scipy' / 'x dense' = their time / sparseconv's; "
           "realised = speedup over dense / FLOP reduction")
     print_tables(result, parts)
-    if args.json:
-        write_json(args.json, result)
-        print(f"\nwrote {args.json}")
+    _write_json(args, result)
     return 0
 
 
 def _bench_igc(args):
-    from .bench.harness import write_json
     from .bench.igc import bench_igc, print_table
 
     result = bench_igc(quick=args.quick, repeat=args.repeat)
-    env = result["environment"]
-    print(f"\nthreads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
-          f"torch {env.get('torch_threads', '-')}; GEMM inside the kernels: {env['gemm_backend']}")
+    _print_environment(result["environment"])
     print("times are medians; realised = speedup over the same library's dense conv / MAC reduction\n")
     print_table(result)
-    if args.json:
-        write_json(args.json, result)
-        print(f"\nwrote {args.json}")
+    _write_json(args, result)
     return 0
+
+
+def _bench_command(bench_sub, name, help, description, quick_help, func):
+    """A ``sparseconv bench NAME`` subcommand with the options every benchmark has."""
+    p = bench_sub.add_parser(name, help=help, description=description)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--repeat", type=int, help="samples per contender")
+    p.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
+    p.set_defaults(func=func)
+    return p
 
 
 def build_parser():
@@ -76,36 +85,27 @@ def build_parser():
     bench = sub.add_parser("bench", help="time kernels side by side with their peers",
                            description="Time sparseconv's kernels side by side with their peers, in one run.")
     bench_sub = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    conv = bench_sub.add_parser(
-        "conv", help="dense conv2d vs torch's CPU conv and the machine's GEMM rate",
-        description="Dense sparseconv.conv2d vs torch.nn.functional.conv2d (NCHW and channels_last), "
-                    "the two-runtime im2col + NumPy GEMM pipeline and the GEMM alone, on a fixed layer set.")
-    conv.add_argument("--quick", action="store_true", help="N=1 only, fewer and shorter samples")
+    conv = _bench_command(
+        bench_sub, "conv", "dense conv2d vs torch's CPU conv and the machine's GEMM rate",
+        "Dense sparseconv.conv2d vs torch.nn.functional.conv2d (NCHW and channels_last), the two-runtime "
+        "im2col + NumPy GEMM pipeline and the GEMM alone, on a fixed layer set.",
+        "N=1 only, fewer and shorter samples (default 9 samples, quick 5)", _bench_conv)
     conv.add_argument("--layers", nargs="+", metavar="NAME",
                       help="only these layers, e.g. '256ch 14x14 1x1' (quote each name)")
     conv.add_argument("--batch", nargs="+", type=int, metavar="N", help="batch sizes (default 1 and 8)")
-    conv.add_argument("--repeat", type=int, help="samples per contender (default 9, quick 5)")
-    conv.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
-    conv.set_defaults(func=_bench_conv)
-    sparse = bench_sub.add_parser(
-        "sparse", help="pruned, group and low-rank weights vs scipy.sparse, dense GEMM and torch",
-        description="Where fewer FLOPs become less time: sparse kernels vs scipy.sparse and the dense GEMM "
-                    "(256 x 2304 weight, 3136 columns), group convolutions vs sparseconv's and torch's dense "
-                    "and grouped conv2d, low-rank factorizations vs the dense conv2d.")
-    sparse.add_argument("--quick", action="store_true", help="fewer cases, N=1 only, fewer samples")
+    sparse = _bench_command(
+        bench_sub, "sparse", "pruned, group and low-rank weights vs scipy.sparse, dense GEMM and torch",
+        "Where fewer FLOPs become less time: sparse kernels vs scipy.sparse and the dense GEMM (256 x 2304 "
+        "weight, 3136 columns), group convolutions vs sparseconv's and torch's dense and grouped conv2d, "
+        "low-rank factorizations vs the dense conv2d.",
+        "fewer cases, N=1 only, fewer samples", _bench_sparse)
     sparse.add_argument("--parts", nargs="+", choices=["csr", "groups", "lowrank"], help="only these parts")
-    sparse.add_argument("--repeat", type=int, help="samples per contender")
-    sparse.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
-    sparse.set_defaults(func=_bench_sparse)
-    igc = bench_sub.add_parser(
-        "igc", help="IGCV1 at the dense layer's width vs the dense conv and torch's grouped pipeline",
-        description="IGCV1 (L = 2, 4, 8, 16; M = C / L) on 64ch 56x56 and 256ch 14x14 3x3 layers: sparseconv's "
-                    "IGCV1 conv2d vs its dense conv2d, torch's grouped conv -> shuffle -> grouped conv pipeline "
-                    "and torch's dense conv2d.")
-    igc.add_argument("--quick", action="store_true", help="L = 2 and 8, N=1 only, fewer samples")
-    igc.add_argument("--repeat", type=int, help="samples per contender")
-    igc.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
-    igc.set_defaults(func=_bench_igc)
+    _bench_command(
+        bench_sub, "igc", "IGCV1 at the dense layer's width vs the dense conv and torch's grouped pipeline",
+        "IGCV1 (L = 2, 4, 8, 16; M = C / L) on 64ch 56x56 and 256ch 14x14 3x3 layers: sparseconv's IGCV1 "
+        "conv2d vs its dense conv2d, torch's grouped conv -> shuffle -> grouped conv pipeline and torch's "
+        "dense conv2d.",
+        "L = 2 and 8, N=1 only, fewer samples", _bench_igc)
     return parser
 
 
