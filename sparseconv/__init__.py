@@ -10,7 +10,7 @@ from .columns import col2im, conv_output_shape, im2col
 from .conv import DEFAULT_WORKSPACE, conv2d
 from .cost import Cost, conv_cost
 from .dense import DenseWeight
-from .igc import IGCV1, IGCV2, IGCV3, igcv1
+from .igc import IGCV1, IGCV2, IGCV3, igcv1, igcv2, igcv3
 from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight, low_rank, reduce_channels,
                       spatial_low_rank)
 from .operator import WeightOperator, as_operator, load, relative_error
@@ -44,6 +44,8 @@ __all__ = [
     "conv_cost",
     "conv_output_shape",
     "igcv1",
+    "igcv2",
+    "igcv3",
     "im2col",
     "load",
     "low_rank",

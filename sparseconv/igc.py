@@ -18,7 +18,7 @@ from ._validation import pair
 from .blockdiag import BlockDiagonalWeight
 from .product import Permutation, ProductWeight, channel_shuffle_permutation
 
-__all__ = ["IGCV1", "IGCV2", "IGCV3", "igcv1"]
+__all__ = ["IGCV1", "IGCV2", "IGCV3", "igcv1", "igcv2", "igcv3"]
 
 # Output positions per task of the IGCV1 secondary kernel.
 _SECONDARY_TILE = 1024
@@ -339,5 +339,131 @@ def igcv1(weight, L, M, max_iter=100, tol=1e-9):
     primary = wp.reshape(G, M, kh, kw).astype(weight.dtype)
     secondary = np.concatenate([wd[m] for m in range(M)]).reshape(G, L, 1, 1).astype(weight.dtype)
     op = IGCV1(primary, secondary, L, M)
+    op.history = history
+    return op
+
+
+def _chain_of(op):
+    """An IGC operator as the ALS chain: dense (out, in, taps) factors in application order, their groups."""
+    factors, groups = [], []
+    for f in op.factors[::-1]:
+        kh, kw = f.kernel_shape[2:]
+        factors.append(f.to_dense().astype(np.float64).reshape(f.shape[0], f.kernel_shape[1], kh * kw))
+        groups.append(None if isinstance(f, Permutation) else f.groups)
+    return factors, groups, op._spatial
+
+
+def _grouped(dense, groups, kernel_shape, dtype):
+    """The block-diagonal (out, in, taps) array back in torch's grouped layout (out, in/groups, kH, kW)."""
+    out, c_in = dense.shape[:2]
+    bo, bi = out // groups, c_in // groups
+    blocks = [dense[g * bo:(g + 1) * bo, g * bi:(g + 1) * bi] for g in range(groups)]
+    return np.concatenate(blocks).reshape(out, bi, *kernel_shape).astype(dtype)
+
+
+def _fit(op, weight, first, max_iter, tol):
+    """Run ALS from ``op``'s factors; return the fitted BlockDiagonalWeight arrays (application order), history.
+
+    ``first`` names the free factors (indices in application order) to re-fit
+    first in every sweep; the others follow in application order.
+    """
+    from . import _als
+
+    factors, groups, spatial = _chain_of(op)
+    free = [j for j, g in enumerate(groups) if g is not None]
+    order = list(first) + [j for j in free if j not in first]
+    c_out, c_in, kh, kw = weight.shape
+    W = weight.astype(np.float64).reshape(c_out, c_in, kh * kw)
+    fitted, history = _als.als(W, factors, groups, spatial, order, max_iter, tol)
+    arrays = [_grouped(fitted[j], groups[j], (kh, kw) if j == spatial else (1, 1), weight.dtype) for j in free]
+    return arrays, history
+
+
+def _check_fit_args(max_iter, tol):
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite float >= 0, got {tol!r}")
+
+
+def igcv2(weight, branch_sizes, max_iter=100, tol=1e-9, seed=0):
+    """Fit an IGCV2 with 1x1 branch sizes K_2 ... K_L to a square dense conv weight by alternating least squares.
+
+    Parameters
+    ----------
+    weight : array, shape (C, C, kH, kW), or a WeightOperator
+    branch_sizes : sequence of int, each dividing C
+    max_iter : int
+        Cap on the sweeps (one sweep re-fits every factor once).
+    tol : float
+        Stop when a sweep lowers the relative error by less than this.
+    seed : int
+        The starting point is :meth:`IGCV2.random` with this seed.
+
+    Returns
+    -------
+    IGCV2
+        With ``history``: ||W - op||_F / ||W||_F after each sweep, non-increasing.
+
+    Notes
+    -----
+    Each factor enters W linearly. A 1x1 factor next to an end of the chain
+    (nothing or only fixed permutations beyond it) splits into an ordinary
+    least-squares problem per block; a factor between two others is fitted
+    by conjugate gradients on its normal equations, warm-started at its
+    current value, which never raises the error. The channel-wise factor is
+    fitted tap by tap, and first in every sweep.
+    """
+    from ._validation import as_weight
+
+    weight = as_weight(weight)
+    _check_fit_args(max_iter, tol)
+    c_out, c_in, kh, kw = weight.shape
+    if c_out != c_in:
+        raise ValueError(f"weight must be square (C_out = C_in) for IGCV2, got {weight.shape}")
+    start = IGCV2.random(c_in, branch_sizes, kernel_size=(kh, kw), seed=seed, dtype=np.float64)
+    arrays, history = _fit(start, weight, [0], max_iter, tol)
+    op = IGCV2(arrays[0], arrays[1:])
+    op.history = history
+    return op
+
+
+def igcv3(weight, expansion=6, groups=(2, 2), max_iter=100, tol=1e-9, seed=0):
+    """Fit an IGCV3 block (linear: expand, shuffle, depthwise, reduce) to a dense conv weight by ALS.
+
+    Parameters
+    ----------
+    weight : array, shape (C_out, C_in, kH, kW), or a WeightOperator
+    expansion : int
+        E = expansion * C_in expanded channels.
+    groups : (G1, G2)
+        Groups of the expanding and the reducing 1x1 convs.
+    max_iter, tol, seed
+        As for :func:`igcv2`.
+
+    Returns
+    -------
+    IGCV3
+        With ``history``, non-increasing.
+
+    Notes
+    -----
+    The reducing factor (last) and the expanding one (first, fitted with the
+    taps stacked: W[:, :, t] = W_3 D_t P W_1) each split into a least-squares
+    problem per group; the depthwise factor is fitted tap by tap. After each
+    sweep a step along the sweep's change is tried and kept only when it
+    lowers the error (ALS alone creeps where rescaling one factor against
+    another costs nothing). The problem is not convex: on wide expansions
+    the fit can settle in a local minimum even when W is an IGCV3 product
+    (seen with C_in=4, expansion=6); another ``seed`` starts elsewhere.
+    """
+    from ._validation import as_weight
+
+    weight = as_weight(weight)
+    _check_fit_args(max_iter, tol)
+    c_out, c_in, kh, kw = weight.shape
+    start = IGCV3.random(c_in, c_out, expansion, groups, kernel_size=(kh, kw), seed=seed, dtype=np.float64)
+    arrays, history = _fit(start, weight, [], max_iter, tol)
+    op = IGCV3(arrays[0], arrays[1], arrays[2], start.groups)
     op.history = history
     return op

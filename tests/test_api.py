@@ -29,6 +29,8 @@ PUBLIC = [
     "conv_cost",
     "conv_output_shape",
     "igcv1",
+    "igcv2",
+    "igcv3",
     "im2col",
     "load",
     "low_rank",

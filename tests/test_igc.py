@@ -186,3 +186,65 @@ def test_igcv1_fused_secondary_with_bias(rng, dtype, kwargs):
     y = sc.conv2d(x, op, bias, **kwargs)
     assert y.dtype == dtype
     assert_close(y, torch_conv2d(x, op.to_weight(), bias, **kwargs), dtype)
+
+
+def _non_increasing(history):
+    return all(b <= a * (1 + 1e-10) + 1e-14 for a, b in zip(history, history[1:]))
+
+
+@pytest.mark.parametrize("C, sizes", [(8, (2, 2, 2)), (12, (3, 4)), (16, (4, 4)), (8, (2, 4))])
+def test_igcv2_fit(rng, C, sizes):
+    target = sc.IGCV2.random(C, sizes, seed=7, dtype=np.float64)
+    fit = sc.igcv2(target.to_weight(), sizes, tol=1e-14)
+    assert fit.branch_sizes == tuple(sizes)
+    assert sc.relative_error(fit, target.to_weight()) < 1e-5
+    dense = rng.standard_normal((C, C, 3, 3))
+    fit = sc.igcv2(dense, sizes, max_iter=20)
+    assert _non_increasing(fit.history)
+    assert np.isclose(fit.history[-1], sc.relative_error(fit, dense), rtol=1e-6)
+
+
+@pytest.mark.parametrize("c_in, c_out, t, groups", [(8, 12, 2, (2, 2)), (4, 8, 2, (2, 4)), (8, 8, 1, (2, 2))])
+def test_igcv3_fit(rng, c_in, c_out, t, groups):
+    target = sc.IGCV3.random(c_in, c_out, t, groups, seed=7, dtype=np.float64)
+    fit = sc.igcv3(target.to_weight(), t, groups, max_iter=500, tol=1e-15)
+    assert fit.groups == groups and fit.kernel_shape == (c_out, c_in, 3, 3)
+    assert sc.relative_error(fit, target.to_weight()) < 1e-5
+    dense = rng.standard_normal((c_out, c_in, 3, 3))
+    fit = sc.igcv3(dense, t, groups, max_iter=20)
+    assert _non_increasing(fit.history)
+    assert np.isclose(fit.history[-1], sc.relative_error(fit, dense), rtol=1e-6)
+
+
+def test_fit_by_conjugate_gradients(rng, monkeypatch):
+    """The coupled factors' CG solver (used past a size limit) also recovers products and never raises the error."""
+    from sparseconv import _als
+
+    monkeypatch.setattr(_als, "_DIRECT_MAX_PARAMS", 0)
+    target = sc.IGCV2.random(8, (2, 2, 2), seed=7, dtype=np.float64)
+    assert sc.relative_error(sc.igcv2(target.to_weight(), (2, 2, 2), tol=1e-14), target.to_weight()) < 1e-5
+    fit = sc.igcv3(rng.standard_normal((8, 8, 3, 3)), 2, (2, 2), max_iter=15)
+    assert _non_increasing(fit.history)
+
+
+def test_fit_keeps_dtype_and_runs_in_conv2d(rng):
+    dense = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((1, 8, 6, 6)).astype(np.float32)
+    for op in (sc.igcv1(dense, 2, 4, max_iter=3), sc.igcv2(dense, (2, 4), max_iter=3),
+               sc.igcv3(dense, 2, (2, 2), max_iter=3)):
+        assert op.dtype == np.float32
+        assert_close(sc.conv2d(x, op, padding=1), torch_conv2d(x, op.to_weight(), padding=1), np.float32)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: sc.igcv1(np.zeros((8, 8, 3, 3)), 2, 3), r"C_out = C_in = L\*M = 6"),
+    (lambda: sc.igcv1(np.zeros((6, 4, 3, 3)), 2, 3), "must be square"),
+    (lambda: sc.igcv2(np.zeros((8, 6, 3, 3)), (2, 4)), "must be square"),
+    (lambda: sc.igcv2(np.zeros((8, 8, 3, 3)), (3,)), "branch size 3 must divide C=8"),
+    (lambda: sc.igcv3(np.zeros((8, 6, 3, 3)), 2, (4, 2)), "must divide"),
+    (lambda: sc.igcv3(np.zeros((8, 8, 3, 3)), 2, (2, 2), max_iter=0), "max_iter must be a positive int"),
+    (lambda: sc.igcv2(np.zeros((8, 8, 3, 3)), (2, 4), tol=-1.0), "tol must be"),
+])
+def test_fit_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
