@@ -5,7 +5,9 @@
 (:class:`Cost`) to compare them.
 """
 
+from .binary import BinaryWeight, binarize
 from .blockdiag import BlockDiagonalWeight, block_diagonal
+from .codebook import CodebookWeight, kmeans_quantize
 from .columns import col2im, conv_output_shape, im2col
 from .conv import DEFAULT_WORKSPACE, conv2d
 from .cost import Cost, conv_cost
@@ -15,14 +17,17 @@ from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight,
                       spatial_low_rank)
 from .operator import WeightOperator, as_operator, load, relative_error
 from .product import Permutation, ProductWeight, channel_shuffle_permutation, complementary, paths
+from .quantize import QuantizedWeight, quantize
 from .sparse import SparseWeight, prune
 from . import plot, reference, theory
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BinaryWeight",
     "BlockDiagonalWeight",
     "ChannelReducedWeight",
+    "CodebookWeight",
     "Cost",
     "DEFAULT_WORKSPACE",
     "DenseWeight",
@@ -32,10 +37,12 @@ __all__ = [
     "LowRankWeight",
     "Permutation",
     "ProductWeight",
+    "QuantizedWeight",
     "SparseWeight",
     "SpatialLowRankWeight",
     "WeightOperator",
     "as_operator",
+    "binarize",
     "block_diagonal",
     "channel_shuffle_permutation",
     "col2im",
@@ -47,11 +54,13 @@ __all__ = [
     "igcv2",
     "igcv3",
     "im2col",
+    "kmeans_quantize",
     "load",
     "low_rank",
     "paths",
     "plot",
     "prune",
+    "quantize",
     "reduce_channels",
     "reference",
     "relative_error",

@@ -1,0 +1,236 @@
+"""Bit-level kernels: popcount, sign packing, the XNOR-popcount GEMM and the add/subtract GEMM.
+
+Signs are packed 64 to a word along the reduction axis (C_in*kH*kW): bit b
+of word w is 1 when entry 64*w + b is negative (-1) and 0 when it is +1
+(zero counts as +1); bits past the end are 0 in every operand. Then for two
+packed sign vectors of n entries
+
+    sum_k a_k b_k = n - 2 * popcount(a XOR b),
+
+because each differing sign contributes -1 and each agreeing one +1, and the
+padding bits agree.
+
+Numba has no CPU popcount (numba#10403): ``popcount64`` is an intrinsic that
+emits LLVM's ``ctpop``, which LLVM compiles to the ``popcnt`` (or, in
+vectorised loops, AVX-512 ``vpopcntq``) instruction where the CPU has one
+and to a shift-and-add sequence where it does not. ``popcount64_swar`` is
+the same count written out portably, kept as the readable reference.
+"""
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._config import PARALLEL, SERIAL
+
+#: The XNOR tile: ROWS weight rows x LANES packed columns, LANES uint64 per vector register (AVX-512).
+ROWS, LANES = 4, 8
+#: Columns per panel of packed activations (a multiple of LANES).
+PANEL = 256
+
+if numba.config.DISABLE_JIT:  # kernels run as Python: plain int operations
+
+    def popcount64(x):
+        return np.uint64(int(x).bit_count())
+
+    def trailing_zeros64(x):
+        x = int(x)
+        return np.uint64((x & -x).bit_length() - 1)
+
+    def xnor_tile(wbits, o0, xbits, j, res):
+        for r in range(ROWS):
+            for k in range(LANES):
+                res[r, k] = sum(int(a ^ b).bit_count() for a, b in zip(wbits[o0 + r], xbits[:, j + k]))
+
+else:
+
+    @intrinsic
+    def popcount64(typingctx, x):
+        """Number of 1 bits of a uint64 (LLVM ``ctpop``)."""
+        if x != types.uint64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.ctpop(args[0])
+
+        return types.uint64(types.uint64), codegen
+
+    @intrinsic
+    def trailing_zeros64(typingctx, x):
+        """Index of the lowest 1 bit of a nonzero uint64 (LLVM ``cttz``)."""
+        if x != types.uint64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], context.get_constant(types.boolean, True))
+
+        return types.uint64(types.uint64), codegen
+
+    @intrinsic
+    def xnor_tile(typingctx, wbits, o0, xbits, j, res):
+        """res[r, k] = sum over w of popcount(wbits[o0 + r, w] ^ xbits[w, j + k]), r < ROWS, k < LANES.
+
+        Written in LLVM IR on <LANES x i64> vectors: the auto-vectoriser
+        keeps to 256-bit vectors on these CPUs and spills accumulators to
+        memory, this keeps ROWS accumulators of LANES counts in registers,
+        loads each vector of packed columns once for ROWS rows, and uses
+        ``llvm.ctpop`` on the whole vector (``vpopcntq zmm`` with AVX-512
+        VPOPCNTDQ; a shift-and-add sequence elsewhere). wbits (C_out,
+        n_words) and xbits (n_words, J) must be C-contiguous uint64, res a
+        C-contiguous (ROWS, LANES) uint64; the caller keeps o0 + ROWS <= C_out
+        and j + LANES <= J.
+        """
+        u64_2d = types.Array(types.uint64, 2, "C")
+        if wbits != u64_2d or xbits != u64_2d or res != u64_2d:
+            return None
+        if not isinstance(o0, types.Integer) or not isinstance(j, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            w_arr, x_arr, r_arr = (context.make_array(signature.args[i])(context, builder, args[i]) for i in (0, 2, 4))
+            o_val = context.cast(builder, args[1], signature.args[1], types.int64)
+            j_val = context.cast(builder, args[3], signature.args[3], types.int64)
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+            vty = ir.VectorType(i64, LANES)
+            n_words = cgutils.unpack_tuple(builder, w_arr.shape, 2)[1]
+            n_cols = cgutils.unpack_tuple(builder, x_arr.shape, 2)[1]
+            ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty]),
+                                                   f"llvm.ctpop.v{LANES}i64")
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, [0] * LANES)) for _ in range(ROWS)]
+            undef = ir.Constant(vty, ir.Undefined)
+            broadcast = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+            with cgutils.for_range(builder, n_words) as loop:
+                w = loop.index
+                at = builder.gep(x_arr.data, [builder.add(builder.mul(w, n_cols), j_val)])
+                xv = builder.load(builder.bitcast(at, vty.as_pointer()), align=8)
+                for r in range(ROWS):
+                    row = builder.add(o_val, ir.Constant(i64, r))
+                    a = builder.load(builder.gep(w_arr.data, [builder.add(builder.mul(row, n_words), w)]))
+                    splat = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)), undef,
+                                                   broadcast)
+                    count = builder.call(ctpop, [builder.xor(xv, splat)])
+                    builder.store(builder.add(builder.load(accs[r]), count), accs[r])
+            for r in range(ROWS):
+                dst = builder.gep(r_arr.data, [ir.Constant(i64, r * LANES)])
+                builder.store(builder.load(accs[r]), builder.bitcast(dst, vty.as_pointer()), align=8)
+            return context.get_dummy_value()
+
+        return types.void(wbits, o0, xbits, j, res), codegen
+
+
+@numba.njit(**SERIAL)
+def popcount64_swar(x):
+    """Portable popcount of a uint64 by summing bits in ever wider fields (the classic SWAR count)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    x = x + (x >> np.uint64(8))  # byte sums into ever wider fields, without a (wrapping) multiply
+    x = x + (x >> np.uint64(16))
+    x = x + (x >> np.uint64(32))
+    return x & np.uint64(0x7F)
+
+
+@numba.njit(**PARALLEL)
+def pack_rows(a, out):
+    """out[r, w] bit b = (a[r, 64*w + b] < 0): the signs of each row of a (R, n), packed."""
+    n = a.shape[1]
+    for r in numba.prange(a.shape[0]):
+        row = a[r]
+        for w in range(out.shape[1]):
+            word = np.uint64(0)
+            for b in range(min(64, n - 64 * w)):
+                if row[64 * w + b] < 0:
+                    word |= np.uint64(1) << np.uint64(b)
+            out[r, w] = word
+
+
+@numba.njit(**PARALLEL)
+def pack_columns(cols, out):
+    """Pack the signs of the columns of cols (n, J) into panels: out (n_panels, n_words, PANEL).
+
+    out[p, w, q] bit b = (cols[64*w + b, p*PANEL + q] < 0); columns past J
+    are all zero bits. A panel's words for one column block are contiguous
+    rows of PANEL, so :func:`xnor_gemm` streams through them without the
+    cache-set conflicts that a long row stride would cause. The inner loop
+    runs along a row of cols and of out, without branches, so it vectorises.
+    """
+    n, n_cols = cols.shape
+    n_panels, n_words, panel = out.shape
+    for task in numba.prange(n_panels * n_words):
+        p = task // n_words
+        w = task - p * n_words
+        dst = out[p, w]
+        for q in range(panel):
+            dst[q] = 0
+        j0 = p * panel
+        m = min(panel, n_cols - j0)
+        seg = dst[:m]
+        for b in range(min(64, n - 64 * w)):
+            row = cols[64 * w + b, j0:j0 + m]
+            shift = np.uint64(b)
+            for q in range(m):
+                seg[q] |= np.uint64(row[q] < 0) << shift
+
+
+@numba.njit(**PARALLEL)
+def xnor_gemm(wbits, xbits, n, out):
+    """out[o, j] = n - 2 popcount(wbits[o] XOR column j of xbits) = sign(W) @ sign(X), exactly, as int32.
+
+    wbits (R, n_words) with R >= C_out a multiple of ROWS (padding rows are
+    ignored), xbits (n_panels, n_words, PANEL) from :func:`pack_columns`,
+    out (C_out, J) int32. Tasks are (ROWS weight rows) x (panel), done in
+    ROWS x LANES register tiles (:func:`xnor_tile`).
+    """
+    c_out, n_cols = out.shape
+    n_panels, _, panel = xbits.shape
+    row_blocks = wbits.shape[0] // ROWS
+    for task in numba.prange(row_blocks * n_panels):
+        o0 = (task % row_blocks) * ROWS
+        p = task // row_blocks
+        block = xbits[p]
+        res = np.empty((ROWS, LANES), np.uint64)
+        rows = min(ROWS, c_out - o0)
+        for q in range(0, min(panel, n_cols - p * panel), LANES):
+            xnor_tile(wbits, o0, block, q, res)
+            j = p * panel + q
+            lanes = min(LANES, n_cols - j)
+            for r in range(rows):
+                for k in range(lanes):
+                    out[o0 + r, j + k] = n - 2 * np.int64(res[r, k])
+
+
+@numba.njit(**PARALLEL)
+def signed_sum(wbits, cols, colsum, alpha, out, tile):
+    """out[o, :] = alpha[o] * (sum_k sign(W[o, k]) cols[k, :]) with additions only.
+
+    sum_k s_k c_k = colsum - 2 * (sum of the c_k whose sign is -1): for each
+    row, the rows of ``cols`` at its set bits are added into an accumulator
+    (found word by word with trailing-zero counts), then one subtraction and
+    one scaling per output. Tasks are (column tile) x (row); the tile stays
+    in cache across rows.
+    """
+    c_out = wbits.shape[0]
+    n_cols = cols.shape[1]
+    n_tiles = (n_cols + tile - 1) // tile
+    for task in numba.prange(n_tiles * c_out):
+        t = task // c_out
+        o = task - t * c_out
+        c0 = t * tile
+        c1 = min(c0 + tile, n_cols)
+        acc = np.zeros(c1 - c0, out.dtype)
+        for w in range(wbits.shape[1]):
+            word = wbits[o, w]
+            while word:
+                k = 64 * w + np.int64(trailing_zeros64(word))
+                word &= word - np.uint64(1)
+                src = cols[k, c0:c1]
+                for q in range(acc.size):
+                    acc[q] += src[q]
+        a = alpha[o]
+        dst = out[o, c0:c1]
+        s = colsum[c0:c1]
+        for q in range(acc.size):
+            dst[q] = a * (s[q] - 2 * acc[q])

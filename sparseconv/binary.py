@@ -1,0 +1,209 @@
+"""Binary weights: W ~ diag(alpha) B with B in {-1, +1}, signs packed 64 to a word.
+
+Rastegari, Ordonez, Redmon, Farhadi, "XNOR-Net: ImageNet Classification
+Using Binary Convolutional Neural Networks", ECCV 2016. For a fixed sign
+pattern B = sign(W) the scale minimising ||W - alpha B||_F is
+alpha = <W, B> / <B, B> = mean |w|: per output channel with
+``scale="channel"``, one for the whole tensor with ``scale="tensor"``.
+
+Two kernels, by what the input columns are:
+
+- ``activations="float"``: y = alpha (sum_k s_k x_k) with s_k = +-1, which
+  needs no multiplications: y = alpha (colsum - 2 * sum of the x_k whose
+  sign is -1), one addition per negative weight.
+- ``activations="binary"``: the columns are binarised too, x ~ K sign(x)
+  with K[j] = mean_k |x[k, j]| (XNOR-Net's per-position scale; switch it
+  off with ``activation_scale=False``), packed, and the product of signs is
+  n - 2 popcount(w XOR x) per pair of packed rows: the XNOR-popcount GEMM.
+  This operator is then *not* linear in the columns: ``to_dense()`` is the
+  matrix alpha B that multiplies sign(x) (times K).
+
+sign(0) is +1 here, for weights and activations alike (so zero padding
+binarises to +1, as a sign function without a zero does).
+"""
+
+import numba
+import numpy as np
+
+from . import _bits
+from ._validation import as_weight
+from .cost import Cost
+from .operator import WeightOperator
+
+__all__ = ["BinaryWeight", "binarize"]
+
+SCALES = ("channel", "tensor", None)
+ACTIVATIONS = ("float", "binary")
+# Columns per task of the add/subtract kernel.
+_TILE = 256
+
+
+def _check_choice(value, name, choices):
+    if not any(value is c or (isinstance(value, str) and value == c) for c in choices):
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _n_words(k):
+    return -(-k // 64)
+
+
+def pack_signs(a):
+    """The signs of the rows of a (R, n) packed: (R, ceil(n/64)) uint64, bit set where the entry is < 0."""
+    a = np.ascontiguousarray(a)
+    out = np.empty((a.shape[0], _n_words(a.shape[1])), np.uint64)
+    _bits.pack_rows(a, out)
+    return out
+
+
+def unpack_signs(bits, n):
+    """(R, n) int8 of +-1 from packed rows: -1 where the bit is set."""
+    little = np.ascontiguousarray(bits).astype("<u8").view(np.uint8)
+    flags = np.unpackbits(little.reshape(bits.shape[0], -1), axis=1, bitorder="little")[:, :n]
+    return (1 - 2 * flags.astype(np.int8)).astype(np.int8)
+
+
+class BinaryWeight(WeightOperator):
+    """W ~ diag(alpha) B, the signs B stored one bit each.
+
+    Parameters
+    ----------
+    bits : uint64 array, shape (C_out, ceil(C_in*kH*kW / 64))
+        Bit b of word w of row o is 1 where B[o, 64 w + b] = -1.
+    alpha : float array, shape (C_out,)
+    kernel_shape : (C_out, C_in, kH, kW)
+    activations : "float" or "binary"
+    activation_scale : bool
+        With binary activations, multiply by XNOR-Net's K[j] = mean |x[:, j]|.
+
+    Notes
+    -----
+    ``nbytes`` is the packed signs plus alpha: about 1/32 of float32.
+    ``cost``: float activations, (K - 1) additions per column for the column
+    sums, then per output as many additions as the row has negative signs,
+    one subtraction and one multiplication; binary activations, C_out*K
+    ``bitops`` per column, plus the scaling (2 multiplications and 1 addition
+    per output) and K additions per column for K[j].
+    """
+
+    def __init__(self, bits, alpha, kernel_shape, activations="float", activation_scale=True):
+        c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
+        k = c_in * kh * kw
+        bits = np.asarray(bits)
+        if bits.dtype != np.uint64 or bits.shape != (c_out, _n_words(k)):
+            raise ValueError(f"bits must be uint64 of shape (C_out, ceil(K/64)) = ({c_out}, {_n_words(k)}), "
+                             f"got {bits.dtype} {bits.shape}")
+        alpha = np.asarray(alpha)
+        if alpha.shape != (c_out,) or alpha.dtype.kind != "f":
+            raise ValueError(f"alpha must be a float array of shape (C_out,) = ({c_out},), got {alpha.shape}")
+        self.activations = _check_choice(activations, "activations", ACTIVATIONS)
+        self.activation_scale = bool(activation_scale)
+        self.bits = np.ascontiguousarray(bits)
+        self.alpha = np.ascontiguousarray(alpha)
+        super().__init__(kernel_shape, alpha.dtype)
+        rows = -(-c_out // _bits.ROWS) * _bits.ROWS  # the XNOR kernel works on whole tiles of rows
+        self._padded = np.zeros((rows, self.bits.shape[1]), np.uint64)
+        self._padded[:c_out] = self.bits
+
+    @property
+    def signs(self):
+        """B as a (C_out, C_in*kH*kW) int8 array of +-1."""
+        return unpack_signs(self.bits, self.shape[1])
+
+    def to_dense(self):
+        return (self.alpha[:, None] * self.signs).astype(self.dtype)
+
+    def binarize_columns(self, cols):
+        """What the binary kernel multiplies: (sign(cols) with sign(0) = +1, K per column)."""
+        cols = np.asarray(cols)
+        signs = np.where(cols < 0, -1, 1).astype(np.int8)
+        scale = np.abs(cols).mean(axis=0) if self.activation_scale else np.ones(cols.shape[1], cols.dtype)
+        return signs, scale
+
+    def _matmat(self, cols):
+        cols = np.ascontiguousarray(cols, dtype=np.result_type(cols.dtype, self.dtype))
+        c_out, k = self.shape
+        n = cols.shape[1]
+        if self.activations == "binary":
+            panels = -(-n // _bits.PANEL)
+            xbits = np.empty((panels, self.bits.shape[1], _bits.PANEL), np.uint64)
+            _bits.pack_columns(cols, xbits)
+            dots = np.empty((c_out, n), np.int32)
+            _bits.xnor_gemm(self._padded, xbits, k, dots)
+            out = dots * self.alpha.astype(cols.dtype)[:, None]
+            if self.activation_scale:
+                out *= np.abs(cols).mean(axis=0)[None, :]
+            return out
+        colsum = cols.sum(axis=0)
+        out = np.empty((c_out, n), cols.dtype)
+        with numba.parallel_chunksize(1):
+            _bits.signed_sum(self.bits, cols, colsum, self.alpha.astype(cols.dtype), out, _TILE)
+        return out
+
+    def _rmatmat(self, y):
+        if self.activations == "binary":
+            raise NotImplementedError("with binary activations the operator is not linear; use to_dense().T")
+        return self.to_dense().T @ y
+
+    @property
+    def num_params(self):
+        return int(self.shape[0] * self.shape[1] + self.alpha.size)
+
+    @property
+    def nbytes(self):
+        return int(self.bits.nbytes + self.alpha.nbytes)
+
+    def cost(self, n_cols):
+        c_out, k = self.shape
+        n = int(n_cols)
+        isz = self.dtype.itemsize
+        if self.activations == "binary":
+            return Cost(mults=2 * c_out * n, adds=c_out * n + k * n, bitops=c_out * k * n,
+                        bytes_moved=self.nbytes + k * n * isz + c_out * n * isz)
+        negatives = int(sum(int(v).bit_count() for v in self.bits.ravel()))
+        return Cost(mults=c_out * n, adds=(k - 1) * n + (negatives + c_out) * n,
+                    bytes_moved=self.nbytes + k * n * isz + c_out * n * isz)
+
+    def _state(self):
+        return {"bits": self.bits, "alpha": self.alpha, "activations": np.array(self.activations),
+                "activation_scale": np.array(self.activation_scale)}
+
+    @classmethod
+    def _from_state(cls, state, kernel_shape):
+        return cls(state["bits"], state["alpha"], kernel_shape, str(state["activations"]),
+                   bool(state["activation_scale"]))
+
+
+def binarize(weight, scale="channel", activations="float", activation_scale=True):
+    """Binarise a conv weight: W ~ diag(alpha) sign(W).
+
+    Parameters
+    ----------
+    weight : array, shape (C_out, C_in, kH, kW), or a WeightOperator
+    scale : "channel", "tensor" or None
+        alpha = mean |w| per output channel, over the whole tensor, or 1.
+        Either mean is the least-squares optimal scale for the signs; an
+        all-zero row gets alpha = 0.
+    activations : "float" or "binary"
+        Which kernel ``conv2d`` runs (see the module docstring).
+    activation_scale : bool
+        With binary activations, scale each column by K[j] = mean |x[:, j]|.
+
+    Returns
+    -------
+    BinaryWeight
+    """
+    weight = as_weight(weight)
+    _check_choice(scale, "scale", SCALES)
+    _check_choice(activations, "activations", ACTIVATIONS)
+    if not np.all(np.isfinite(weight)):
+        raise ValueError("weight must be finite (no NaN or inf) to binarize")
+    c_out = weight.shape[0]
+    matrix = weight.reshape(c_out, -1)  # (C_out, C_in*kH*kW)
+    if scale == "channel":
+        alpha = np.abs(matrix).mean(axis=1)
+    elif scale == "tensor":
+        alpha = np.full(c_out, np.abs(matrix).mean())
+    else:
+        alpha = np.ones(c_out)
+    return BinaryWeight(pack_signs(matrix), alpha.astype(weight.dtype), weight.shape, activations, activation_scale)

@@ -1,0 +1,276 @@
+"""Uniform integer quantization: W ~ diag(s) (Q - z), Q integer codes of ``bits`` bits.
+
+- ``scheme="symmetric"``: q = round(w / s) in [-(2^(b-1) - 1), 2^(b-1) - 1],
+  s = max |w| / (2^(b-1) - 1), z = 0.
+- ``scheme="affine"``: q = round(w / s) + z in [0, 2^b - 1], with the range
+  [min(w, 0), max(w, 0)] (zero is exactly representable) mapped onto it:
+  s = (max - min) / (2^b - 1), z = round(-min / s).
+
+Either way every entry is off by at most s/2 (half a step): the range is
+covered, so no code is ever clipped by more than the rounding.
+
+Two kernels:
+
+- ``activations=None``: the weight is dequantized a block of rows at a
+  time, in the columns' float type, and multiplied by them (memory saved,
+  float arithmetic).
+- ``activations=a`` (bits): the columns are quantized too, symmetric with
+  one scale for the tensor, x ~ s_x q_x; the scale is the one fixed by
+  :meth:`QuantizedWeight.calibrate` from a sample of inputs (static
+  quantization) or, if never calibrated, max |cols| of each call (dynamic).
+  The product is then integer multiply-accumulate, y = s s_x (Q - z) q_x.
+"""
+
+import numbers
+
+import numpy as np
+
+from . import _lowp, _pack
+from ._validation import as_array, as_weight
+from .cost import Cost
+from .operator import WeightOperator
+
+__all__ = ["QuantizedWeight", "quantize"]
+
+SCHEMES = ("symmetric", "affine")
+# Rows of the weight dequantized at a time by the float-activation path.
+_ROW_BLOCK = 64
+
+
+def _check_bits(bits, name):
+    if isinstance(bits, bool) or not isinstance(bits, (numbers.Integral, np.integer)) or not 2 <= bits <= 16:
+        raise ValueError(f"{name} must be an int from 2 to 16, got {bits!r}")
+    return int(bits)
+
+
+def _check_scheme(scheme):
+    if not isinstance(scheme, str) or scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {list(SCHEMES)}, got {scheme!r}")
+    return scheme
+
+
+def _signed_max(bits):
+    return 2 ** (bits - 1) - 1
+
+
+def _narrowest_int(bound):
+    """The narrowest signed integer dtype holding every value of magnitude <= bound."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if bound <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def accumulator_dtype(k, weight_bound, act_bound):
+    """int32 when no sum of k products can overflow it, else int64.
+
+    Each product is at most weight_bound * act_bound in magnitude, so a dot
+    product of k of them is at most k * weight_bound * act_bound. For 8-bit
+    symmetric codes (127 * 127) int32 holds k up to 133 144; beyond that (or
+    with wider codes) the kernel accumulates in int64, whose bound
+    k * 65535 * 32767 < 2^63 holds for any k below 4 * 10^9.
+    """
+    return np.dtype(np.int32) if k * weight_bound * act_bound <= np.iinfo(np.int32).max else np.dtype(np.int64)
+
+
+class QuantizedWeight(WeightOperator):
+    """W ~ diag(scale) (Q - zero_point), the codes stored at their bit width.
+
+    Parameters
+    ----------
+    codes : array, shape (C_out, C_in*kH*kW)
+        Integer codes, in [-(2^(b-1) - 1), 2^(b-1) - 1] (symmetric) or
+        [0, 2^b - 1] (affine).
+    scale, zero_point : arrays, shape (C_out,)
+        One per output channel (a per-tensor quantization repeats them).
+    bits : int, 2..16
+    scheme : "symmetric" or "affine"
+    kernel_shape : (C_out, C_in, kH, kW)
+    activations : None or int (2..16)
+    dtype : the float dtype of the dequantized weight
+
+    Notes
+    -----
+    Stored: the codes offset to unsigned (+ 2^(b-1) for symmetric), packed
+    8 // b to a byte when b <= 4, else one per uint8 (b <= 8) or uint16;
+    plus scale and zero point. ``nbytes`` counts exactly that.
+    """
+
+    def __init__(self, codes, scale, zero_point, bits, scheme, kernel_shape, activations=None,
+                 dtype=np.float32):
+        self.bits = _check_bits(bits, "bits")
+        self.scheme = _check_scheme(scheme)
+        self.activations = None if activations is None else _check_bits(activations, "activations")
+        c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
+        k = c_in * kh * kw
+        codes = np.asarray(codes)
+        if codes.shape != (c_out, k) or codes.dtype.kind not in "iu":
+            raise ValueError(f"codes must be integers of shape (C_out, C_in*kH*kW) = ({c_out}, {k}), got "
+                             f"{codes.dtype} {codes.shape}")
+        lo, hi = (-_signed_max(self.bits), _signed_max(self.bits)) if scheme == "symmetric" else \
+            (0, 2 ** self.bits - 1)
+        if codes.size and (codes.min() < lo or codes.max() > hi):
+            raise ValueError(f"{scheme} {self.bits}-bit codes must lie in [{lo}, {hi}]")
+        scale = np.asarray(scale, dtype=np.float64)
+        zero_point = np.asarray(zero_point, dtype=np.int64)
+        if scale.shape != (c_out,) or zero_point.shape != (c_out,):
+            raise ValueError(f"scale and zero_point must have shape (C_out,) = ({c_out},)")
+        self._offset = -lo  # codes + offset >= 0 for storage
+        self.packed = _pack.pack((codes.astype(np.int64) + self._offset).astype(np.uint16), self.bits)
+        self.scale = scale.astype(dtype)
+        self.zero_point = zero_point.astype(_narrowest_int(hi))
+        bound = hi if scheme == "symmetric" else 2 ** self.bits - 1
+        centered = codes.astype(np.int64) - zero_point[:, None]  # |Q - z| <= bound
+        rows = -(-c_out // 4) * 4  # the integer kernel works on whole blocks of 4 rows
+        self._centered = np.zeros((rows, k), _narrowest_int(bound))
+        self._centered[:c_out] = centered
+        self._bound = bound
+        self.act_scale = None
+        super().__init__(kernel_shape, dtype)
+
+    @property
+    def codes(self):
+        """Q, the integer codes (C_out, C_in*kH*kW) as int64."""
+        return _pack.unpack(self.packed, self.bits, self.shape[1]).astype(np.int64) - self._offset
+
+    @property
+    def step(self):
+        """The quantization step per output channel (= scale)."""
+        return self.scale
+
+    def to_dense(self):
+        return (self.scale[:, None].astype(np.float64) * self._centered[:self.shape[0]]).astype(self.dtype)
+
+    def calibrate(self, x):
+        """Fix the activation scale from a sample of inputs: s_x = max |x| / (2^(a-1) - 1); returns self.
+
+        ``x`` is any array of the values the layer will see (a batch of
+        inputs, N x C_in x H x W): im2col only repeats them and adds zeros,
+        so max |x| is max |cols|. Without calibration each call uses the
+        max of its own columns.
+        """
+        if self.activations is None:
+            raise ValueError("calibrate needs an operator with integer activations (activations=bits)")
+        x = as_array(x, "x")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x must be finite (no NaN or inf) to calibrate")
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        self.act_scale = (peak or 1.0) / _signed_max(self.activations)
+        return self
+
+    def quantize_columns(self, cols):
+        """(q_x, s_x): the columns as the integer kernel sees them, q_x (K, n) in the narrowest int dtype."""
+        qmax = _signed_max(self.activations)
+        if self.act_scale is not None:
+            s = self.act_scale
+        else:
+            peak = float(np.abs(cols).max()) if cols.size else 0.0
+            s = (peak or 1.0) / qmax
+        q = np.clip(np.rint(np.asarray(cols, dtype=np.float64) / s), -qmax, qmax)
+        return q.astype(_narrowest_int(qmax)), s
+
+    def _matmat(self, cols):
+        cols = np.asarray(cols)
+        ftype = np.result_type(cols.dtype, self.dtype)
+        c_out, k = self.shape
+        if self.activations is None:
+            out = np.empty((c_out, cols.shape[1]), ftype)
+            scale = self.scale.astype(ftype)
+            for r0 in range(0, c_out, _ROW_BLOCK):
+                r1 = min(r0 + _ROW_BLOCK, c_out)
+                block = self._centered[r0:r1].astype(ftype) * scale[r0:r1, None]  # dequantized rows
+                np.matmul(block, cols, out=out[r0:r1])
+            return out
+        xq, s = self.quantize_columns(cols)
+        acc = np.empty((c_out, cols.shape[1]), accumulator_dtype(k, self._bound, _signed_max(self.activations)))
+        _lowp.int_gemm(self._centered, np.ascontiguousarray(xq.T), acc)  # xq.T: (n, K), k contiguous
+        return (acc * (self.scale.astype(np.float64)[:, None] * s)).astype(ftype)
+
+    def _rmatmat(self, y):
+        return self.to_dense().T @ y
+
+    @property
+    def num_params(self):
+        return int(self.shape[0] * self.shape[1] + 2 * self.shape[0])
+
+    @property
+    def nbytes(self):
+        return int(self.packed.nbytes + self.scale.nbytes + self.zero_point.nbytes)
+
+    def cost(self, n_cols):
+        c_out, k = self.shape
+        n = int(n_cols)
+        isz = self.dtype.itemsize
+        out_bytes = c_out * n * isz
+        if self.activations is None:
+            return Cost(mults=c_out * k * n + c_out * k, adds=c_out * (k - 1) * n,
+                        bytes_moved=self.nbytes + k * n * isz + out_bytes)
+        a_bytes = -(-self.activations // 8)
+        # integer MACs (c_out*k*n of each), quantizing the columns (k*n) and scaling the outputs (c_out*n)
+        return Cost(mults=c_out * k * n + k * n + c_out * n, adds=c_out * (k - 1) * n,
+                    bytes_moved=self.nbytes + k * n * (isz + a_bytes) + out_bytes)
+
+    def _state(self):
+        state = {"codes": self.codes, "scale": self.scale, "zero_point": self.zero_point.astype(np.int64),
+                 "bits": np.array(self.bits), "scheme": np.array(self.scheme),
+                 "activations": np.array(-1 if self.activations is None else self.activations),
+                 "dtype": np.array(self.dtype.str)}
+        if self.act_scale is not None:
+            state["act_scale"] = np.array(self.act_scale)
+        return state
+
+    @classmethod
+    def _from_state(cls, state, kernel_shape):
+        a = int(state["activations"])
+        op = cls(state["codes"], state["scale"], state["zero_point"], int(state["bits"]), str(state["scheme"]),
+                 kernel_shape, None if a < 0 else a, np.dtype(str(state["dtype"])))
+        if "act_scale" in state:
+            op.act_scale = float(state["act_scale"])
+        return op
+
+
+def quantize(weight, bits=8, scheme="symmetric", per_channel=True, activations=None):
+    """Quantize a conv weight to ``bits``-bit integers.
+
+    Parameters
+    ----------
+    weight : array, shape (C_out, C_in, kH, kW), or a WeightOperator
+    bits : int, 2..16
+    scheme : "symmetric" or "affine"
+    per_channel : bool
+        One scale (and zero point) per output channel, or one for the tensor.
+    activations : None or int, 2..16
+        None: float activations, the weight dequantized on the fly. An int:
+        the columns are quantized to that many bits and the kernel is
+        integer multiply-accumulate (see :meth:`QuantizedWeight.calibrate`).
+
+    Returns
+    -------
+    QuantizedWeight
+        Every entry of ``to_dense()`` is within half a step (scale / 2) of W.
+    """
+    weight = as_weight(weight)
+    bits = _check_bits(bits, "bits")
+    _check_scheme(scheme)
+    if activations is not None:
+        _check_bits(activations, "activations")
+    c_out = weight.shape[0]
+    w = weight.reshape(c_out, -1).astype(np.float64)  # (C_out, C_in*kH*kW)
+    if per_channel:
+        lo, hi = w.min(axis=1, initial=0.0), w.max(axis=1, initial=0.0)
+    else:
+        lo, hi = np.full(c_out, min(w.min(initial=0.0), 0.0)), np.full(c_out, max(w.max(initial=0.0), 0.0))
+    if scheme == "symmetric":
+        qmax = _signed_max(bits)
+        scale = np.maximum(np.abs(lo), np.abs(hi)) / qmax
+        safe = np.where(scale > 0, scale, 1.0)  # an all-zero row: scale 0, codes 0, no division by zero
+        codes = np.clip(np.rint(w / safe[:, None]), -qmax, qmax)
+        zero_point = np.zeros(c_out, np.int64)
+    else:
+        qmax = 2 ** bits - 1
+        scale = (hi - lo) / qmax
+        safe = np.where(scale > 0, scale, 1.0)
+        zero_point = np.clip(np.rint(-lo / safe), 0, qmax).astype(np.int64)
+        codes = np.clip(np.rint(w / safe[:, None]) + zero_point[:, None], 0, qmax)
+    return QuantizedWeight(codes.astype(np.int64), scale, zero_point, bits, scheme, weight.shape, activations,
+                           weight.dtype)
