@@ -203,34 +203,50 @@ def xnor_gemm(wbits, xbits, n, out):
 
 
 @numba.njit(**PARALLEL)
-def signed_sum(wbits, cols, colsum, alpha, out, tile):
+def signed_sum(wbits, cols, colsum, alpha, out, tile, row_blocks):
     """out[o, :] = alpha[o] * (sum_k sign(W[o, k]) cols[k, :]) with additions only.
 
     sum_k s_k c_k = colsum - 2 * (sum of the c_k whose sign is -1): for each
     row, the rows of ``cols`` at its set bits are added into an accumulator
     (found word by word with trailing-zero counts), then one subtraction and
-    one scaling per output. Tasks are (column tile) x (row); the tile stays
-    in cache across rows.
+    one scaling per output. Tasks are (column tile) x (block of rows); the
+    tile (K x tile) stays in the core's cache across the rows of the block.
     """
     c_out = wbits.shape[0]
     n_cols = cols.shape[1]
     n_tiles = (n_cols + tile - 1) // tile
-    for task in numba.prange(n_tiles * c_out):
-        t = task // c_out
-        o = task - t * c_out
+    per_block = (c_out + row_blocks - 1) // row_blocks
+    for task in numba.prange(n_tiles * row_blocks):
+        t = task // row_blocks
+        r0 = (task - t * row_blocks) * per_block
         c0 = t * tile
         c1 = min(c0 + tile, n_cols)
-        acc = np.zeros(c1 - c0, out.dtype)
-        for w in range(wbits.shape[1]):
-            word = wbits[o, w]
-            while word:
-                k = 64 * w + np.int64(trailing_zeros64(word))
-                word &= word - np.uint64(1)
-                src = cols[k, c0:c1]
+        acc = np.empty(c1 - c0, out.dtype)
+        s = colsum[c0:c1]
+        found = np.empty(4, np.int64)
+        for o in range(r0, min(r0 + per_block, c_out)):
+            for q in range(acc.size):
+                acc[q] = 0
+            n_found = 0
+            for w in range(wbits.shape[1]):
+                word = wbits[o, w]
+                while word:
+                    found[n_found] = 64 * w + np.int64(trailing_zeros64(word))
+                    word &= word - np.uint64(1)
+                    n_found += 1
+                    if n_found == 4:  # four rows per pass: a quarter of the loads and stores of acc
+                        s0 = cols[found[0], c0:c1]
+                        s1 = cols[found[1], c0:c1]
+                        s2 = cols[found[2], c0:c1]
+                        s3 = cols[found[3], c0:c1]
+                        for q in range(acc.size):
+                            acc[q] += (s0[q] + s1[q]) + (s2[q] + s3[q])
+                        n_found = 0
+            for i in range(n_found):
+                src = cols[found[i], c0:c1]
                 for q in range(acc.size):
                     acc[q] += src[q]
-        a = alpha[o]
-        dst = out[o, c0:c1]
-        s = colsum[c0:c1]
-        for q in range(acc.size):
-            dst[q] = a * (s[q] - 2 * acc[q])
+            a = alpha[o]
+            dst = out[o, c0:c1]
+            for q in range(acc.size):
+                dst[q] = a * (s[q] - 2 * acc[q])

@@ -28,14 +28,14 @@ import numpy as np
 from . import _bits
 from ._validation import as_weight
 from .cost import Cost
-from .operator import WeightOperator
+from .operator import WeightOperator, _row_blocks
 
 __all__ = ["BinaryWeight", "binarize"]
 
 SCALES = ("channel", "tensor", None)
 ACTIVATIONS = ("float", "binary")
 # Columns per task of the add/subtract kernel.
-_TILE = 256
+_TILE = 64
 
 
 def _check_choice(value, name, choices):
@@ -137,7 +137,8 @@ class BinaryWeight(WeightOperator):
         colsum = cols.sum(axis=0)
         out = np.empty((c_out, n), cols.dtype)
         with numba.parallel_chunksize(1):
-            _bits.signed_sum(self.bits, cols, colsum, self.alpha.astype(cols.dtype), out, _TILE)
+            _bits.signed_sum(self.bits, cols, colsum, self.alpha.astype(cols.dtype), out, _TILE,
+                             _row_blocks(c_out, n, _TILE))
         return out
 
     def _rmatmat(self, y):

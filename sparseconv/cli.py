@@ -65,6 +65,18 @@ def _bench_igc(args):
     return 0
 
 
+def _bench_lowp(args):
+    from .bench.lowp import bench_lowp, print_table
+
+    result = bench_lowp(quick=args.quick, repeat=args.repeat)
+    _print_environment(result["environment"])
+    print("times are medians; 'x numpy GEMM' / 'x torch.mm' = the float32 GEMM's time / the contender's "
+          "(above 1: faster)\n")
+    print_table(result)
+    _write_json(args, result)
+    return 0
+
+
 def _bench_command(bench_sub, name, help, description, quick_help, func):
     """A ``sparseconv bench NAME`` subcommand with the options every benchmark has."""
     p = bench_sub.add_parser(name, help=help, description=description)
@@ -106,6 +118,12 @@ def build_parser():
         "conv2d vs its dense conv2d, torch's grouped conv -> shuffle -> grouped conv pipeline and torch's "
         "dense conv2d.",
         "L = 2 and 8, N=1 only, fewer samples", _bench_igc)
+    _bench_command(
+        bench_sub, "lowp", "binary, int8 and codebook products vs the float32 GEMM",
+        "A 256 x 2304 weight times 196 and 6272 columns: the XNOR-popcount GEMM, binary weights with float "
+        "activations, the int8 GEMM (and torch._int_mm as the anchor) and a 16-centroid codebook against "
+        "the float32 GEMM of NumPy and torch.mm.",
+        "196 columns only, fewer samples", _bench_lowp)
     return parser
 
 

@@ -22,13 +22,13 @@ from scipy.cluster.vq import kmeans2
 from . import _lowp, _pack
 from ._validation import as_weight
 from .cost import Cost
-from .operator import WeightOperator
+from .operator import WeightOperator, _row_blocks
 
 __all__ = ["CodebookWeight", "kmeans_quantize"]
 
 INITS = ("kmeans++", "linear")
 # Columns per task of the codebook kernel.
-_TILE = 256
+_TILE = 64
 
 
 def _index_bits(k):
@@ -93,7 +93,7 @@ class CodebookWeight(WeightOperator):
         out = np.empty((self.shape[0], cols.shape[1]), cols.dtype)
         table = np.ascontiguousarray(self.codebook.reshape(-1, self.n_clusters), dtype=cols.dtype)
         with numba.parallel_chunksize(1):
-            _lowp.codebook_gemm(self._idx, table, cols, out, _TILE)
+            _lowp.codebook_gemm(self._idx, table, cols, out, _TILE, _row_blocks(self.shape[0], cols.shape[1], _TILE))
         return out
 
     def _rmatmat(self, y):

@@ -157,6 +157,14 @@ def _scatter_columns(prod, out, q0, p_img):
         q += seg
 
 
+def _row_blocks(c_out, n_cols, tile):
+    """Blocks of rows to cut each column tile into, so that every thread gets a few tasks."""
+    import numba
+
+    n_tiles = -(-n_cols // tile)
+    return int(min(c_out, max(1, -(-4 * numba.get_num_threads() // n_tiles))))
+
+
 def as_operator(weight):
     """An operator unchanged, or a 4-D weight array as a :class:`sparseconv.DenseWeight`."""
     if isinstance(weight, WeightOperator):

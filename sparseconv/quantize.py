@@ -125,6 +125,7 @@ class QuantizedWeight(WeightOperator):
         self._centered = np.zeros((rows, k), _narrowest_int(bound))
         self._centered[:c_out] = centered
         self._bound = bound
+        self._vnni = None
         self.act_scale = None
         super().__init__(kernel_shape, dtype)
 
@@ -158,16 +159,38 @@ class QuantizedWeight(WeightOperator):
         self.act_scale = (peak or 1.0) / _signed_max(self.activations)
         return self
 
-    def quantize_columns(self, cols):
-        """(q_x, s_x): the columns as the integer kernel sees them, q_x (K, n) in the narrowest int dtype."""
-        qmax = _signed_max(self.activations)
+    def _columns_scale(self, cols):
         if self.act_scale is not None:
-            s = self.act_scale
-        else:
-            peak = float(np.abs(cols).max()) if cols.size else 0.0
-            s = (peak or 1.0) / qmax
+            return self.act_scale
+        peak = float(np.abs(cols).max()) if cols.size else 0.0
+        return (peak or 1.0) / _signed_max(self.activations)
+
+    def quantize_columns(self, cols):
+        """(q_x, s_x): the columns as the integer kernel sees them, q_x (K, n) in the narrowest int dtype.
+
+        q_x = clip(rint(cols / s_x), -(2^(a-1) - 1), 2^(a-1) - 1), computed in float64.
+        """
+        qmax = _signed_max(self.activations)
+        s = self._columns_scale(cols)
         q = np.clip(np.rint(np.asarray(cols, dtype=np.float64) / s), -qmax, qmax)
         return q.astype(_narrowest_int(qmax)), s
+
+    def _uses_vnni(self):
+        """The VNNI kernel takes int8 weights and activations of at most 8 bits, when int32 cannot overflow.
+
+        Its products are uint8 (offset activations, <= 255) x int8 (<= 127),
+        so k * 255 * 127 must stay below 2^31 (k <= 66 311).
+        """
+        return (_lowp.HAS_VNNI and self._bound <= 127 and self.activations <= 8
+                and self.shape[1] * 255 * 127 <= np.iinfo(np.int32).max)
+
+    def _vnni_weights(self):
+        if self._vnni is None:
+            rows, k = self._centered.shape
+            padded = np.zeros((rows, -(-k // 4) * 4), np.int8)
+            padded[:, :k] = self._centered
+            self._vnni = (padded.view(np.int32), padded.astype(np.int32).sum(axis=1))
+        return self._vnni
 
     def _matmat(self, cols):
         cols = np.asarray(cols)
@@ -181,9 +204,18 @@ class QuantizedWeight(WeightOperator):
                 block = self._centered[r0:r1].astype(ftype) * scale[r0:r1, None]  # dequantized rows
                 np.matmul(block, cols, out=out[r0:r1])
             return out
-        xq, s = self.quantize_columns(cols)
-        acc = np.empty((c_out, cols.shape[1]), accumulator_dtype(k, self._bound, _signed_max(self.activations)))
-        _lowp.int_gemm(self._centered, np.ascontiguousarray(xq.T), acc)  # xq.T: (n, K), k contiguous
+        n = cols.shape[1]
+        if self._uses_vnni():
+            s = self._columns_scale(cols)
+            w32, rowsum = self._vnni_weights()
+            panels = np.empty((-(-n // _lowp.VNNI_COLS), w32.shape[1], _lowp.VNNI_COLS), np.int32)
+            _lowp.pack_vnni_activations(np.ascontiguousarray(cols), s, float(_signed_max(self.activations)), panels)
+            acc = np.empty((c_out, n), np.int32)
+            _lowp.vnni_gemm(w32, rowsum, panels, acc)
+        else:
+            xq, s = self.quantize_columns(cols)
+            acc = np.empty((c_out, n), accumulator_dtype(k, self._bound, _signed_max(self.activations)))
+            _lowp.int_gemm(self._centered, np.ascontiguousarray(xq.T), acc)  # xq.T: (n, K), k contiguous
         return (acc * (self.scale.astype(np.float64)[:, None] * s)).astype(ftype)
 
     def _rmatmat(self, y):

@@ -8,7 +8,7 @@ import pytest
 
 from sparseconv.cli import build_parser, main
 
-SUBCOMMANDS = [[], ["bench"], ["bench", "conv"], ["bench", "sparse"], ["bench", "igc"]]
+SUBCOMMANDS = [[], ["bench"], ["bench", "conv"], ["bench", "sparse"], ["bench", "igc"], ["bench", "lowp"]]
 
 
 @pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda a: " ".join(a) or "top")
@@ -86,3 +86,14 @@ def test_bench_igc_runs(tmp_path, capsys):
                                                         for L in (2, 8)}
     for r in records:
         assert r["sparseconv"] > 0 and r["mac_reduction"] > 1
+
+
+@pytest.mark.slow
+def test_bench_lowp_runs(tmp_path, capsys):
+    path = tmp_path / "lowp.json"
+    assert main(["bench", "lowp", "--quick", "--repeat", "1", "--json", str(path)]) == 0
+    assert "x numpy GEMM" in capsys.readouterr().out
+    records = json.loads(path.read_text())["records"]
+    assert [r["n"] for r in records] == [196]
+    assert records[0]["failed"] == {}  # every contender matched its exact or float64 reference
+    assert {"XNOR-popcount (kernel)", "binary weights, float act.", "codebook k=16"} <= set(records[0]["median_s"])

@@ -288,3 +288,18 @@ def test_non_finite_weights(fn, bad):
     w[0, 0, 0, 0] = bad
     with pytest.raises(ValueError, match="NaN or inf"):
         fn(w)
+
+
+@pytest.mark.skipif(not _lowp.HAS_VNNI, reason="this CPU has no AVX512-VNNI (or the JIT is off)")
+@pytest.mark.parametrize("c_out, k, n", [(10, 54, 300), (7, 45, 33), (256, 2304, 70)])
+def test_vnni_kernel_equals_the_portable_one(rng, monkeypatch, c_out, k, n):
+    w = rng.standard_normal((c_out, k, 1, 1))
+    cols = rng.standard_normal((k, n))
+    op = sc.quantize(w, 8, activations=8)
+    assert op._uses_vnni()
+    fast = op @ cols
+    xq, s = op.quantize_columns(cols)
+    exact = op.codes @ xq.astype(np.int64)
+    assert np.array_equal(fast, exact * (op.scale.astype(np.float64)[:, None] * s))
+    monkeypatch.setattr(_lowp, "HAS_VNNI", False)
+    assert np.array_equal(op @ cols, fast)

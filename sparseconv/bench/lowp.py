@@ -1,0 +1,144 @@
+"""``sparseconv bench lowp``: binary, integer and codebook products against the float32 GEMM.
+
+A 256 x 2304 weight (256 channels, 3x3) times 196 and 6272 im2col columns
+(N = 1 and N = 32 at 14x14), side by side in one run (see :mod:`.harness`):
+
+- the float32 GEMM: NumPy (OpenBLAS) and ``torch.mm``, the peers;
+- XNOR-popcount: the kernel alone on packed signs, and with the packing of
+  the float columns (what ``activations="binary"`` does per call);
+- binary weights, float activations (additions and subtractions only);
+- int8 x int8 -> int32: the kernel alone on quantized operands (VNNI where
+  the CPU has it, else the portable loop), and with the quantization of the
+  float columns; ``torch._int_mm`` as the anchor where torch has it;
+- a 16-centroid codebook (bins, then 16 multiplications per output).
+
+Each contender is checked against its own exact or float64 reference
+before it is timed. Ratios: float32 GEMM time / contender time (above 1 is
+faster than the GEMM).
+"""
+
+import numpy as np
+
+import sparseconv
+from sparseconv import _bits, _lowp
+
+from .harness import Contender, environment, format_table, run
+
+__all__ = ["COLUMNS", "bench_lowp", "lowp_table"]
+
+#: (name, columns): N = 1 and N = 32 at 14x14
+COLUMNS = [("N=1 (196 cols)", 196), ("N=32 (6272 cols)", 6272)]
+C_OUT, K = 256, 2304
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _contenders(w, x, torch):
+    c_out, k = w.shape
+    n = x.shape[1]
+    weight = w.reshape(c_out, 256, 3, 3)
+    dense = w.astype(np.float64) @ x.astype(np.float64)
+    out = [Contender("float32 GEMM (numpy)", lambda: w @ x, "openblas", reference=dense)]
+    if torch is not None:
+        wt, xt = torch.from_numpy(w), torch.from_numpy(x)
+        out.append(Contender("float32 GEMM (torch.mm)", lambda: torch.mm(wt, xt).numpy(), "torch", reference=dense))
+
+    binary = sparseconv.binarize(weight, activations="binary", activation_scale=False)
+    signs = np.where(x < 0, -1.0, 1.0)
+    exact_signs = binary.signs.astype(np.float64) @ signs
+    xbits = np.empty((-(-n // _bits.PANEL), binary.bits.shape[1], _bits.PANEL), np.uint64)
+    _bits.pack_columns(x, xbits)
+    dots = np.empty((c_out, n), np.int32)
+
+    def xnor_kernel():
+        _bits.xnor_gemm(binary._padded, xbits, k, dots)
+        return dots
+
+    out += [Contender("XNOR-popcount (kernel)", xnor_kernel, "numba", tol=0, reference=exact_signs),
+            Contender("XNOR-popcount + packing", lambda: binary @ x, "numba", tol=1e-6,
+                      reference=exact_signs * binary.alpha[:, None])]
+    float_act = sparseconv.binarize(weight)
+    out.append(Contender("binary weights, float act.", lambda: float_act @ x, "numba",
+                         reference=float_act.to_dense().astype(np.float64) @ x))
+
+    quant = sparseconv.quantize(weight, 8, activations=8).calibrate(x)
+    xq, s = quant.quantize_columns(x)
+    exact_int = quant.codes @ xq.astype(np.int64)
+    acc = np.empty((c_out, n), np.int32)
+    if quant._uses_vnni():
+        w32, rowsum = quant._vnni_weights()
+        panels = np.empty((-(-n // _lowp.VNNI_COLS), w32.shape[1], _lowp.VNNI_COLS), np.int32)
+        _lowp.pack_vnni_activations(x, s, 127.0, panels)
+
+        def int_kernel():
+            _lowp.vnni_gemm(w32, rowsum, panels, acc)
+            return acc
+        int_name = "int8 GEMM (kernel, VNNI)"
+    else:
+        xq_t = np.ascontiguousarray(xq.T)
+
+        def int_kernel():
+            _lowp.int_gemm(quant._centered, xq_t, acc)
+            return acc
+        int_name = "int8 GEMM (kernel, portable)"
+    out += [Contender(int_name, int_kernel, "numba", tol=0, reference=exact_int),
+            Contender("int8 GEMM + quantizing x", lambda: quant @ x, "numba", tol=1e-6,
+                      reference=exact_int * (quant.scale.astype(np.float64)[:, None] * s))]
+    if torch is not None and hasattr(torch, "_int_mm"):
+        xq_rows = torch.from_numpy(np.ascontiguousarray(xq.T.astype(np.int8)))  # (n, K)
+        wq_cols = torch.from_numpy(np.ascontiguousarray(quant.codes.T.astype(np.int8)))  # (K, C_out)
+        try:
+            torch._int_mm(xq_rows, wq_cols)
+            out.append(Contender("torch._int_mm (anchor)", lambda: torch._int_mm(xq_rows, wq_cols).numpy(), "torch",
+                                 tol=0, reference=exact_int.T))
+        except RuntimeError:
+            pass  # shapes or build it does not support
+    codebook = sparseconv.kmeans_quantize(weight, n_clusters=16)
+    out.append(Contender("codebook k=16", lambda: codebook @ x, "numba",
+                         reference=codebook.to_dense().astype(np.float64) @ x))
+    return out
+
+
+def bench_lowp(quick=False, repeat=None, progress=print):
+    """Run the benchmark; return the environment and one record per column count."""
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((C_OUT, K), dtype=np.float32) / 48).astype(np.float32)
+    records = []
+    for name, n in (COLUMNS[:1] if quick else COLUMNS):
+        x = rng.standard_normal((K, n), dtype=np.float32)
+        contenders = _contenders(w, x, torch)
+        results = run(contenders, None, repeat=repeat or (3 if quick else 7), min_sample_s=0.03)
+        med = {r.name: r.median_s for r in results if r.ok}
+        errors = {r.name: r.error for r in results if not r.ok}
+        records.append({"columns": name, "n": n, "median_s": med, "failed": errors})
+        progress(f"lowp {name}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in med.items()))
+    mults = {"dense": C_OUT * K, "codebook k=16": C_OUT * 16}
+    return {"environment": environment(), "records": records, "mults_per_column": mults}
+
+
+def lowp_table(result):
+    headers = ["columns", "contender", "ms", "x numpy GEMM", "x torch.mm"]
+    rows = []
+    for rec in result["records"]:
+        med = rec["median_s"]
+        base = med.get("float32 GEMM (numpy)", float("nan"))
+        peer = med.get("float32 GEMM (torch.mm)", float("nan"))
+        for name, t in med.items():
+            rows.append([rec["columns"], name, f"{t * 1e3:.3f}", f"{base / t:.2f}", f"{peer / t:.2f}"])
+        for name, err in rec["failed"].items():
+            rows.append([rec["columns"], name, f"WRONG (error {err:.2g})", "", ""])
+    return headers, rows
+
+
+def print_table(result, echo=print):
+    echo(format_table(*lowp_table(result)))
+    m = result["mults_per_column"]
+    echo(f"\nmultiplications per column: dense {m['dense']}, codebook k=16 {m['codebook k=16']} "
+         f"({m['dense'] / m['codebook k=16']:.0f}x fewer; the additions stay at one per weight)")
