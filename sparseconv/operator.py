@@ -84,12 +84,14 @@ class WeightOperator(LinearOperator):
     def _adjoint(self):
         return _Adjoint(self)
 
-    def _conv2d(self, x, geom, bias, workspace):
+    def _conv2d(self, x, geom, bias, workspace, matmat=None):
         """Convolve x (N, C_in, H, W) by this operator; the generic chunked path.
 
         Works through the im2col columns ``chunk`` at a time, so that the
         column block and its product stay within ``workspace`` bytes.
+        ``matmat`` (default ``self._matmat``) computes each chunk's product.
         """
+        matmat = self._matmat if matmat is None else matmat
         from ._im2col import im2col_range
 
         n_img = x.shape[0]
@@ -109,7 +111,7 @@ class WeightOperator(LinearOperator):
             q1 = min(q0 + chunk, total)
             cols = buf[:k * (q1 - q0)].reshape(k, q1 - q0)  # (C_in*kH*kW, chunk)
             im2col_range(x, cols, q0, q1, *geom.kernel_args)
-            prod = np.asarray(self._matmat(cols), dtype=x.dtype)  # (C_out, chunk)
+            prod = np.asarray(matmat(cols), dtype=x.dtype)  # (C_out, chunk)
             _scatter_columns(prod, out, q0, p_img)
             del prod  # before the next chunk's product is allocated
         if bias is not None:

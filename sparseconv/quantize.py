@@ -17,7 +17,8 @@ Two kernels:
 - ``activations=a`` (bits): the columns are quantized too, symmetric with
   one scale for the tensor, x ~ s_x q_x; the scale is the one fixed by
   :meth:`QuantizedWeight.calibrate` from a sample of inputs (static
-  quantization) or, if never calibrated, max |cols| of each call (dynamic).
+  quantization) or, if never calibrated, max |x| of each conv2d call
+  (dynamic; ``op @ cols`` takes max |cols|).
   The product is then integer multiply-accumulate, y = s s_x (Q - z) q_x.
 """
 
@@ -165,13 +166,14 @@ class QuantizedWeight(WeightOperator):
         peak = float(np.abs(cols).max()) if cols.size else 0.0
         return (peak or 1.0) / _signed_max(self.activations)
 
-    def quantize_columns(self, cols):
+    def quantize_columns(self, cols, act_scale=None):
         """(q_x, s_x): the columns as the integer kernel sees them, q_x (K, n) in the narrowest int dtype.
 
-        q_x = clip(rint(cols / s_x), -(2^(a-1) - 1), 2^(a-1) - 1), computed in float64.
+        q_x = clip(rint(cols / s_x), -(2^(a-1) - 1), 2^(a-1) - 1), computed in float64, with s_x =
+        ``act_scale``, else the calibrated scale, else max |cols| / (2^(a-1) - 1).
         """
         qmax = _signed_max(self.activations)
-        s = self._columns_scale(cols)
+        s = self._columns_scale(cols) if act_scale is None else act_scale
         q = np.clip(np.rint(np.asarray(cols, dtype=np.float64) / s), -qmax, qmax)
         return q.astype(_narrowest_int(qmax)), s
 
@@ -192,7 +194,18 @@ class QuantizedWeight(WeightOperator):
             self._vnni = (padded.view(np.int32), padded.astype(np.int32).sum(axis=1))
         return self._vnni
 
+    def _conv2d(self, x, geom, bias, workspace, matmat=None):
+        """The generic chunked path; a dynamic activation scale is taken once, from all of x."""
+        if self.activations is None or self.act_scale is not None:
+            return super()._conv2d(x, geom, bias, workspace)
+        scale = self._columns_scale(x)  # max |x| = max |cols|: im2col repeats x and adds zeros
+        return super()._conv2d(x, geom, bias, workspace, matmat=lambda cols: self._product(cols, scale))
+
     def _matmat(self, cols):
+        return self._product(cols, None)
+
+    def _product(self, cols, act_scale):
+        """W @ cols; with integer activations quantized at ``act_scale`` (None: the usual rule)."""
         cols = np.asarray(cols)
         ftype = np.result_type(cols.dtype, self.dtype)
         c_out, k = self.shape
@@ -205,15 +218,15 @@ class QuantizedWeight(WeightOperator):
                 np.matmul(block, cols, out=out[r0:r1])
             return out
         n = cols.shape[1]
+        s = self._columns_scale(cols) if act_scale is None else act_scale
         if self._uses_vnni():
-            s = self._columns_scale(cols)
             w32, rowsum = self._vnni_weights()
             panels = np.empty((-(-n // _lowp.VNNI_COLS), w32.shape[1], _lowp.VNNI_COLS), np.int32)
             _lowp.pack_vnni_activations(np.ascontiguousarray(cols), s, float(_signed_max(self.activations)), panels)
             acc = np.empty((c_out, n), np.int32)
             _lowp.vnni_gemm(w32, rowsum, panels, acc)
         else:
-            xq, s = self.quantize_columns(cols)
+            xq, s = self.quantize_columns(cols, s)
             acc = np.empty((c_out, n), accumulator_dtype(k, self._bound, _signed_max(self.activations)))
             _lowp.int_gemm(self._centered, np.ascontiguousarray(xq.T), acc)  # xq.T: (n, K), k contiguous
         return (acc * (self.scale.astype(np.float64)[:, None] * s)).astype(ftype)

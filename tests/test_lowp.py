@@ -303,3 +303,16 @@ def test_vnni_kernel_equals_the_portable_one(rng, monkeypatch, c_out, k, n):
     assert np.array_equal(fast, exact * (op.scale.astype(np.float64)[:, None] * s))
     monkeypatch.setattr(_lowp, "HAS_VNNI", False)
     assert np.array_equal(op @ cols, fast)
+
+
+def test_dynamic_activation_scale_does_not_depend_on_the_workspace(rng):
+    """Without calibration the scale comes from the whole input, not from each chunk of columns."""
+    w = rng.standard_normal((8, 4, 3, 3))
+    x = rng.standard_normal((2, 4, 12, 12))
+    x[1, 0, 5, 5] = 9.0  # the peak, in the second image only
+    op = sc.quantize(w, 8, activations=8)
+    small = sc.conv2d(x, op, padding=1, workspace=20_000)  # many chunks
+    assert np.array_equal(small, sc.conv2d(x, op, padding=1))
+    s = 9.0 / 127
+    xq = np.clip(np.rint(x / s), -127, 127) * s
+    assert_close(small, torch_conv2d(xq, op.to_weight(), padding=1), np.float64)
