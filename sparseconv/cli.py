@@ -77,6 +77,21 @@ def _bench_lowp(args):
     return 0
 
 
+def _bench_torch(args):
+    try:
+        from .bench.torchpath import bench_torch, print_table
+    except ImportError as exc:
+        raise SystemExit(f"sparseconv bench torch: {exc}") from exc
+
+    result = bench_torch(quick=args.quick, repeat=args.repeat, devices=args.devices)
+    _print_environment(result["environment"])
+    print(f"CUDA device: {result['environment']['cuda_device'] or 'none'}")
+    print("times are medians; realised = speedup over the dense conv / MAC reduction\n")
+    print_table(result)
+    _write_json(args, result)
+    return 0
+
+
 def _bench_command(bench_sub, name, help, description, quick_help, func):
     """A ``sparseconv bench NAME`` subcommand with the options every benchmark has."""
     p = bench_sub.add_parser(name, help=help, description=description)
@@ -124,6 +139,13 @@ def build_parser():
         "activations, the int8 GEMM (and torch._int_mm as the anchor) and a 16-centroid codebook against "
         "the float32 GEMM of NumPy and torch.mm.",
         "196 columns only, fewer samples", _bench_lowp)
+    torch_bench = _bench_command(
+        bench_sub, "torch", "the torch IGC modules vs the dense conv of the same width (CPU; CUDA if present)",
+        "sparseconv.torch's IGCV1Conv2d (L = 2, 4, 8), IGCV2Conv2d and the IGCV3 convolutions against "
+        "nn.Conv2d of the same width on 64ch 56x56 and 256ch 14x14, on the CPU and, where torch sees one, "
+        "a CUDA device.",
+        "the 64ch layer only, N=1 on the CPU, fewer samples", _bench_torch)
+    torch_bench.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], help="only these devices")
     return parser
 
 

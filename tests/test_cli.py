@@ -8,7 +8,8 @@ import pytest
 
 from sparseconv.cli import build_parser, main
 
-SUBCOMMANDS = [[], ["bench"], ["bench", "conv"], ["bench", "sparse"], ["bench", "igc"], ["bench", "lowp"]]
+SUBCOMMANDS = [[], ["bench"], ["bench", "conv"], ["bench", "sparse"], ["bench", "igc"], ["bench", "lowp"],
+               ["bench", "torch"]]
 
 
 @pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda a: " ".join(a) or "top")
@@ -97,3 +98,14 @@ def test_bench_lowp_runs(tmp_path, capsys):
     assert [r["n"] for r in records] == [196]
     assert records[0]["failed"] == {}  # every contender matched its exact or float64 reference
     assert {"XNOR-popcount (kernel)", "binary weights, float act.", "codebook k=16"} <= set(records[0]["median_s"])
+
+
+@pytest.mark.slow
+def test_bench_torch_runs(tmp_path, capsys):
+    pytest.importorskip("torch")
+    path = tmp_path / "torch.json"
+    assert main(["bench", "torch", "--quick", "--repeat", "1", "--devices", "cpu", "--json", str(path)]) == 0
+    assert "speedup vs dense" in capsys.readouterr().out
+    records = json.loads(path.read_text())["records"]
+    assert {r["module"] for r in records} >= {"dense", "IGCV1 L=2", "IGCV1 L=8"}
+    assert all(r["median_s"] > 0 and r["mac_reduction"] >= 1 for r in records)

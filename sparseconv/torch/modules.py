@@ -1,0 +1,536 @@
+"""torch modules: the IGC convolutions and blocks, and one trainable module per operator family.
+
+Every family module is built from a sparseconv operator (``from_operator``),
+gives back an operator (``to_operator()``), and runs the same computation as
+``sparseconv.conv2d`` with it, on any device, with gradients: float
+parameters are ``nn.Parameter``, index and mask arrays are buffers.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import functional as SF
+
+__all__ = ["BinaryConv2d", "BlockDiagonalConv2d", "ChannelPermute", "ChannelReducedConv2d", "CodebookConv2d",
+           "DenseConv2d", "IGCV1Conv2d", "IGCV2Conv2d", "IGCV3Block", "LowRankConv2d", "ProductConv2d",
+           "QuantConv2d", "SparseConv2d", "SpatialLowRankConv2d"]
+
+
+def _param(a):
+    return nn.Parameter(torch.from_numpy(np.array(a, copy=True)))
+
+
+def _buffer(a):
+    return torch.from_numpy(np.array(a, copy=True))
+
+
+def _numpy(t):
+    return t.detach().cpu().numpy()
+
+
+def _torch_dtype(op):
+    return torch.from_numpy(np.zeros(0, op.dtype)).dtype
+
+
+def _check_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _same_padding(kernel_size, dilation):
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
+    return (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+
+
+class _Geometry(nn.Module):
+    """Holds stride, padding and dilation, and the optional bias, for a conv-like module."""
+
+    def __init__(self, stride=1, padding=0, dilation=1, bias=None):
+        super().__init__()
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.bias = None if bias is None else nn.Parameter(torch.as_tensor(bias).clone())
+
+    def _finish(self, y):
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1).to(y.dtype)
+
+    def extra_repr(self):
+        return f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}"
+
+
+class DenseConv2d(_Geometry):
+    """A dense weight (:class:`sparseconv.DenseWeight`)."""
+
+    def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
+        super().__init__(stride, padding, dilation, bias)
+        self.weight = _param(op.to_weight())
+
+    def forward(self, x):
+        return self._finish(SF.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation))
+
+    def to_operator(self):
+        from .. import DenseWeight
+
+        return DenseWeight(_numpy(self.weight))
+
+
+class BlockDiagonalConv2d(_Geometry):
+    """A group convolution (:class:`sparseconv.BlockDiagonalWeight`)."""
+
+    def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
+        super().__init__(stride, padding, dilation, bias)
+        self.weight = _param(op.weight)
+        self.groups = op.groups
+
+    def forward(self, x):
+        return self._finish(SF.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups))
+
+    def to_operator(self):
+        from .. import BlockDiagonalWeight
+
+        return BlockDiagonalWeight(_numpy(self.weight), self.groups)
+
+
+class LowRankConv2d(_Geometry):
+    """kH x kW conv to r channels, then 1x1 (:class:`sparseconv.LowRankWeight`)."""
+
+    def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
+        super().__init__(stride, padding, dilation, bias)
+        first, second = op.as_convs()
+        self.first, self.second = _param(first), _param(second)
+        self.kernel_shape = op.kernel_shape
+
+    def forward(self, x):
+        y = SF.conv2d(x, self.first, None, self.stride, self.padding, self.dilation)
+        return self._finish(F.conv2d(y, self.second))
+
+    def to_operator(self):
+        from .. import LowRankWeight
+
+        r = self.first.shape[0]
+        return LowRankWeight(_numpy(self.second).reshape(-1, r), _numpy(self.first).reshape(r, -1),
+                             self.kernel_shape)
+
+
+class SpatialLowRankConv2d(_Geometry):
+    """kH x 1 filters to r channels, then 1 x kW (:class:`sparseconv.SpatialLowRankWeight`)."""
+
+    def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
+        super().__init__(stride, padding, dilation, bias)
+        self.vertical, self.horizontal = _param(op.vertical), _param(op.horizontal)
+
+    def forward(self, x):
+        kh, kw = self.vertical.shape[2], self.horizontal.shape[3]
+        g = SF._geometry(x, (kh, kw), self.stride, self.padding, self.dilation)
+        y = F.conv2d(F.pad(x, (0, 0, g.top, g.bottom)), self.vertical, stride=(g.sh, 1), dilation=(g.dh, 1))
+        y = F.conv2d(F.pad(y, (g.left, g.right, 0, 0)), self.horizontal, stride=(1, g.sw), dilation=(1, g.dw))
+        return self._finish(y)
+
+    def to_operator(self):
+        from .. import SpatialLowRankWeight
+
+        return SpatialLowRankWeight(_numpy(self.vertical), _numpy(self.horizontal))
+
+
+class ChannelReducedConv2d(_Geometry):
+    """The small dense conv on the kept channels, zeros elsewhere (:class:`sparseconv.ChannelReducedWeight`)."""
+
+    def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
+        super().__init__(stride, padding, dilation, bias)
+        self.small = _param(op.small)
+        self.register_buffer("keep_in", _buffer(op.keep_in))
+        self.register_buffer("keep_out", _buffer(op.keep_out))
+        self.kernel_shape = op.kernel_shape
+
+    def forward(self, x):
+        small = SF.conv2d(x[:, self.keep_in], self.small, None, self.stride, self.padding, self.dilation)
+        out = small.new_zeros((x.shape[0], self.kernel_shape[0]) + tuple(small.shape[2:]))
+        out[:, self.keep_out] = small
+        return self._finish(out)
+
+    def to_operator(self):
+        from .. import ChannelReducedWeight
+
+        return ChannelReducedWeight(_numpy(self.small), _numpy(self.keep_out), _numpy(self.keep_in),
+                                    self.kernel_shape)
+
+
+class SparseConv2d(_Geometry):
+    """A pruned weight as its stored values scattered into a dense kernel (:class:`sparseconv.SparseWeight`).
+
+    torch has no sparse convolution: the forward pass rebuilds the dense
+    weight from the values (differentiably; pruned entries stay zero and get
+    no gradient) and runs a dense conv. The index arrays are buffers.
+    """
+
+    def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
+        from .. import SparseWeight
+
+        super().__init__(stride, padding, dilation, bias)
+        self.format, self.structure, self.kernel_shape = op.format, op.structure, op.kernel_shape
+        self._value_key = "values" if op.format == "nm" else "data"
+        values = op.arrays[self._value_key]
+        self.values = _param(values)
+        self._index_keys = [k for k in op.arrays if k != self._value_key]
+        for k in self._index_keys:
+            self.register_buffer(f"index_{k}", _buffer(op.arrays[k]))
+        # where each stored value lands in the flat (C_out * K) weight: label the values 1..n and look
+        labels = np.arange(1, values.size + 1, dtype=np.float64).reshape(values.shape)
+        probe = SparseWeight(op.kernel_shape, op.format, dict(op.arrays, **{self._value_key: labels}))
+        dense = probe.to_dense().ravel()
+        where = np.flatnonzero(dense)
+        positions = np.empty(values.size, np.int64)
+        positions[dense[where].astype(np.int64) - 1] = where
+        self.register_buffer("positions", torch.from_numpy(positions))
+
+    def dense_weight(self):
+        flat = self.values.new_zeros(int(np.prod(self.kernel_shape)))
+        return flat.index_put((self.positions,), self.values.reshape(-1)).reshape(self.kernel_shape)
+
+    def forward(self, x):
+        return self._finish(SF.conv2d(x, self.dense_weight(), None, self.stride, self.padding, self.dilation))
+
+    def to_operator(self):
+        from .. import SparseWeight
+
+        arrays = {k: _numpy(getattr(self, f"index_{k}")) for k in self._index_keys}
+        arrays[self._value_key] = _numpy(self.values)
+        return SparseWeight(self.kernel_shape, self.format, arrays, self.structure)
+
+
+class BinaryConv2d(_Geometry):
+    """alpha * sign(W) with a latent float weight trained through the straight-through estimator.
+
+    Forward: the latent weight's signs (sign(0) = +1) times alpha, with alpha
+    recomputed from the latent weight as in :func:`sparseconv.binarize`
+    (mean |w| per channel or for the tensor, or 1); binary activations as in
+    :func:`.functional.operator_conv2d`.
+    """
+
+    def __init__(self, op, stride=1, padding=0, dilation=1, bias=None, scale=None):
+        super().__init__(stride, padding, dilation, bias)
+        self.weight = _param(op.to_weight())
+        self.activations, self.activation_scale = op.activations, op.activation_scale
+        if scale is None:  # what makes alpha(to_weight()) = op.alpha: one value for all rows -> "tensor"
+            alpha = op.alpha
+            scale = None if np.all(alpha == 1) else ("tensor" if np.all(alpha == alpha[0]) else "channel")
+        self.scale = scale
+
+    def binary_weight(self):
+        w = self.weight
+        if self.scale == "channel":
+            alpha = w.detach().abs().mean(dim=(1, 2, 3), keepdim=True)
+        elif self.scale == "tensor":
+            alpha = w.detach().abs().mean()
+        else:
+            alpha = torch.ones((), dtype=w.dtype, device=w.device)
+        return alpha * SF.sign_ste(w)
+
+    def forward(self, x):
+        w = self.binary_weight()
+        if self.activations == "float":
+            return self._finish(SF.conv2d(x, w, None, self.stride, self.padding, self.dilation))
+        c_in, kh, kw = w.shape[1:]
+        g = SF._geometry(x, (kh, kw), self.stride, self.padding, self.dilation)
+        xp = SF._pad(x, g)
+        y = F.conv2d(SF.sign_ste(xp), w, None, (g.sh, g.sw), 0, (g.dh, g.dw))
+        if self.activation_scale:
+            box = x.new_full((1, c_in, kh, kw), 1.0 / (c_in * kh * kw))
+            y = y * F.conv2d(xp.abs(), box, None, (g.sh, g.sw), 0, (g.dh, g.dw))
+        return self._finish(y)
+
+    def to_operator(self):
+        from .. import binarize
+
+        return binarize(_numpy(self.weight), self.scale, self.activations, self.activation_scale)
+
+
+class QuantConv2d(_Geometry):
+    """Fake-quantized conv: a latent float weight rounded to the operator's grid (fixed scales) with STE."""
+
+    def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
+        super().__init__(stride, padding, dilation, bias)
+        self.weight = _param(op.to_weight())
+        self.bits, self.scheme, self.activations, self.act_scale = op.bits, op.scheme, op.activations, op.act_scale
+        self.register_buffer("scale", _buffer(op.scale.astype(np.float64)))
+        self.register_buffer("zero_point", _buffer(op.zero_point.astype(np.float64)))
+
+    def _range(self):
+        if self.scheme == "symmetric":
+            q = 2 ** (self.bits - 1) - 1
+            return -q, q
+        return 0, 2 ** self.bits - 1
+
+    def quantized_weight(self):
+        lo, hi = self._range()
+        shape = (-1, 1, 1, 1)
+        return SF.fake_quantize(self.weight, self.scale.view(shape), self.zero_point.view(shape), lo, hi)
+
+    def forward(self, x):
+        if self.activations is not None:
+            qmax = 2 ** (self.activations - 1) - 1
+            if self.act_scale is not None:
+                s = self.act_scale
+            else:
+                peak = float(x.detach().abs().max()) if x.numel() else 0.0
+                s = (peak or 1.0) / qmax
+            x = SF.fake_quantize(x, s, 0.0, -qmax, qmax)
+        return self._finish(SF.conv2d(x, self.quantized_weight(), None, self.stride, self.padding, self.dilation))
+
+    def to_operator(self):
+        from .. import QuantizedWeight
+
+        w = self.quantized_weight().detach().double().cpu().numpy().reshape(self.weight.shape[0], -1)
+        scale, zp = _numpy(self.scale), _numpy(self.zero_point)
+        safe = np.where(scale > 0, scale, 1.0)
+        codes = np.rint(w / safe[:, None]) + zp[:, None]
+        op = QuantizedWeight(codes.astype(np.int64), scale, zp.astype(np.int64), self.bits, self.scheme,
+                             tuple(self.weight.shape), self.activations, self.weight.detach().cpu().numpy().dtype)
+        op.act_scale = self.act_scale
+        return op
+
+
+class CodebookConv2d(_Geometry):
+    """W = codebook[idx]: the centroids are parameters (fine-tuned as in Deep Compression), the indices a buffer."""
+
+    def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
+        super().__init__(stride, padding, dilation, bias)
+        self.codebook = _param(op.codebook)
+        self.register_buffer("idx", _buffer(op.idx.astype(np.int64)))
+        self.kernel_shape = op.kernel_shape
+
+    def forward(self, x):
+        w = SF._codebook_weight(self.codebook, self.idx, self.kernel_shape)
+        return self._finish(SF.conv2d(x, w, None, self.stride, self.padding, self.dilation))
+
+    def to_operator(self):
+        from .. import CodebookWeight
+
+        return CodebookWeight(_numpy(self.idx), _numpy(self.codebook), self.kernel_shape)
+
+
+class ChannelPermute(nn.Module):
+    """Output channel i = input channel perm[i] (:class:`sparseconv.Permutation`)."""
+
+    def __init__(self, op):
+        super().__init__()
+        self.register_buffer("perm", _buffer(op.perm))
+
+    def forward(self, x):
+        return x[:, self.perm]
+
+    def to_operator(self):
+        from .. import Permutation
+
+        return Permutation(_numpy(self.perm))
+
+
+class ProductConv2d(_Geometry):
+    """A chain of factor modules (:class:`sparseconv.ProductWeight`): 1x1 factors before the spatial one
+    run at the input's resolution, the spatial one with the stride, padding and dilation."""
+
+    def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
+        from .convert import from_operator
+
+        from .. import IGCV3
+
+        super().__init__(stride, padding, dilation, bias)
+        self.igcv3_groups = op.groups if isinstance(op, IGCV3) else None  # to give back an IGCV3, not a product
+        pre, spatial, post = op._split()
+        self.pre = nn.ModuleList(from_operator(f) for f in pre)
+        self.spatial = None if spatial is None else from_operator(spatial, stride, padding, dilation)
+        self.post = nn.ModuleList(from_operator(f) for f in post)
+
+    def forward(self, x):
+        for f in self.pre:
+            x = f(x)
+        if self.spatial is not None:
+            x = self.spatial(x)
+        for f in self.post:
+            x = f(x)
+        return self._finish(x)
+
+    def to_operator(self):
+        from .. import ProductWeight
+        from .convert import to_operator
+
+        applied = list(self.pre) + ([self.spatial] if self.spatial is not None else []) + list(self.post)
+        factors = [to_operator(m) for m in applied[::-1]]
+        if self.igcv3_groups is not None:
+            from .. import IGCV3
+
+            reduce, depthwise, _, expand = factors
+            return IGCV3(expand.weight, depthwise.weight, reduce.weight, self.igcv3_groups)
+        return ProductWeight(factors)
+
+
+def _he_(t, fan_in):
+    with torch.no_grad():
+        t.normal_(0.0, math.sqrt(2.0 / fan_in))
+    return t
+
+
+class IGCV1Conv2d(nn.Module):
+    """IGCV1 (L, M) on G = L*M channels: primary group conv, shuffle, secondary 1x1 group conv, shuffle back.
+
+    Parameters
+    ----------
+    channels : int (= L*M)
+    L, M : int
+    kernel_size, stride, dilation : as for nn.Conv2d
+    padding : None (keep the size at stride 1: dilation*(k-1)//2) or as for nn.Conv2d
+    bias : bool
+
+    Notes
+    -----
+    Parameters: L M^2 kH kW + M L^2 (+ G bias). He initialisation as in
+    :meth:`sparseconv.IGCV1.random`. ``to_operator()`` gives the
+    :class:`sparseconv.IGCV1`; ``from_operator`` the reverse.
+    """
+
+    def __init__(self, channels, L, M, kernel_size=3, stride=1, padding=None, dilation=1, bias=False):
+        super().__init__()
+        L, M = _check_int(L, "L"), _check_int(M, "M")
+        if _check_int(channels, "channels") != L * M:
+            raise ValueError(f"channels must equal L*M = {L * M}, got {channels}")
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.L, self.M = L, M
+        self.stride, self.dilation = stride, dilation
+        self.padding = _same_padding((kh, kw), dilation) if padding is None else padding
+        self.primary = nn.Parameter(_he_(torch.empty(L * M, M, kh, kw), M * kh * kw))
+        self.secondary = nn.Parameter(_he_(torch.empty(L * M, L, 1, 1), L))
+        self.bias = nn.Parameter(torch.zeros(L * M)) if bias else None
+
+    @classmethod
+    def from_operator(cls, op, stride=1, padding=0, dilation=1):
+        kh, kw = op.kernel_shape[2:]
+        m = cls(op.L * op.M, op.L, op.M, (kh, kw), stride, padding, dilation).to(_torch_dtype(op))
+        with torch.no_grad():
+            m.primary.copy_(torch.from_numpy(op.primary.weight))
+            m.secondary.copy_(torch.from_numpy(op.secondary.weight))
+        return m
+
+    def forward(self, x):
+        y = SF.igc_conv2d(x, self.primary, self.secondary, self.L, self.M, self.stride, self.padding, self.dilation)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+    def to_operator(self):
+        from .. import IGCV1
+
+        return IGCV1(_numpy(self.primary), _numpy(self.secondary), self.L, self.M)
+
+    def extra_repr(self):
+        return f"L={self.L}, M={self.M}, stride={self.stride}, padding={self.padding}"
+
+
+class IGCV2Conv2d(nn.Module):
+    """IGCV2: a channel-wise kH x kW conv, then 1x1 group convs of branch sizes K_2 ... K_L, interleaved.
+
+    The interleaving permutations are the core's (:class:`sparseconv.IGCV2`):
+    mixed-radix digit permutations when the branch sizes multiply to C
+    (strictly complementary), channel shuffles otherwise.
+    """
+
+    def __init__(self, channels, branch_sizes, kernel_size=3, stride=1, padding=None, dilation=1, bias=False):
+        from .. import IGCV2, Permutation
+
+        super().__init__()
+        C = _check_int(channels, "channels")
+        sizes = [_check_int(k, "branch size") for k in branch_sizes]
+        for k in sizes:
+            if C % k:
+                raise ValueError(f"branch size {k} must divide channels={C}")
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.channels, self.branch_sizes = C, tuple(sizes)
+        self.stride, self.dilation = stride, dilation
+        self.padding = _same_padding((kh, kw), dilation) if padding is None else padding
+        self.depthwise = nn.Parameter(_he_(torch.empty(C, 1, kh, kw), kh * kw))
+        self.pointwise = nn.ParameterList(nn.Parameter(_he_(torch.empty(C, k, 1, 1), k)) for k in sizes)
+        skeleton = IGCV2(np.zeros((C, 1, kh, kw)), [np.zeros((C, k, 1, 1)) for k in sizes])
+        self._steps = []  # ("perm", i) or ("pw", i), in the order applied after the channel-wise conv
+        n_perm = n_pw = 0
+        for f in skeleton.factors[::-1][1:]:
+            if isinstance(f, Permutation):
+                self.register_buffer(f"perm{n_perm}", torch.from_numpy(f.perm.copy()))
+                self._steps.append(("perm", n_perm))
+                n_perm += 1
+            else:
+                self._steps.append(("pw", n_pw))
+                n_pw += 1
+        self.bias = nn.Parameter(torch.zeros(C)) if bias else None
+
+    @classmethod
+    def from_operator(cls, op, stride=1, padding=0, dilation=1):
+        kh, kw = op.kernel_shape[2:]
+        m = cls(op.kernel_shape[0], op.branch_sizes, (kh, kw), stride, padding, dilation).to(_torch_dtype(op))
+        with torch.no_grad():
+            m.depthwise.copy_(torch.from_numpy(op.depthwise.weight))
+            for p, f in zip(m.pointwise, op.pointwise):
+                p.copy_(torch.from_numpy(f.weight))
+        return m
+
+    def forward(self, x):
+        y = SF.conv2d(x, self.depthwise, None, self.stride, self.padding, self.dilation, groups=self.channels)
+        for kind, i in self._steps:
+            if kind == "perm":
+                y = y[:, getattr(self, f"perm{i}")]
+            else:
+                w = self.pointwise[i]
+                y = F.conv2d(y, w, groups=self.channels // w.shape[1])
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+    def to_operator(self):
+        from .. import IGCV2
+
+        return IGCV2(_numpy(self.depthwise), [_numpy(p) for p in self.pointwise])
+
+
+class IGCV3Block(nn.Module):
+    """The IGCV3 block of the authors' code (Sun, Li, Liu, Wang, BMVC 2018).
+
+    1x1 group conv (G1 groups) expanding C_in -> E = expansion * C_in, BN, no
+    activation; channel shuffle with G1; 3x3 depthwise conv with the stride,
+    BN, ReLU6; 1x1 group conv (G2 groups) E -> C_out, BN, linear; identity
+    residual when stride = 1 and C_in = C_out. The expansion conv is kept
+    even when expansion = 1; convs have no bias. Without its BN and ReLU6 the
+    block is the linear operator :class:`sparseconv.IGCV3`.
+    """
+
+    def __init__(self, in_channels, out_channels, expansion=6, stride=1, groups=(2, 2), kernel_size=3):
+        super().__init__()
+        c_in, c_out = _check_int(in_channels, "in_channels"), _check_int(out_channels, "out_channels")
+        t = _check_int(expansion, "expansion")
+        G1, G2 = (_check_int(g, "groups") for g in groups)
+        E = c_in * t
+        if c_in % G1 or E % G1 or E % G2 or c_out % G2:
+            raise ValueError(f"groups=({G1}, {G2}) must divide in_channels={c_in} and E={E} (G1), "
+                             f"E and out_channels={c_out} (G2)")
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+        self.groups, self.stride = (G1, G2), stride
+        self.expand = nn.Conv2d(c_in, E, 1, groups=G1, bias=False)
+        self.bn1 = nn.BatchNorm2d(E)
+        self.depthwise = nn.Conv2d(E, E, kernel_size, stride, kernel_size // 2, groups=E, bias=False)
+        self.bn2 = nn.BatchNorm2d(E)
+        self.reduce = nn.Conv2d(E, c_out, 1, groups=G2, bias=False)
+        self.bn3 = nn.BatchNorm2d(c_out)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x):
+        y = self.bn1(self.expand(x))
+        y = SF.channel_shuffle(y, self.groups[0])
+        y = F.relu6(self.bn2(self.depthwise(y)))
+        y = self.bn3(self.reduce(y))
+        return x + y if self.residual else y
+
+    def to_operator(self):
+        """The block's convolutions without BN, ReLU6 and the residual, as :class:`sparseconv.IGCV3`."""
+        from .. import IGCV3
+
+        return IGCV3(_numpy(self.expand.weight), _numpy(self.depthwise.weight), _numpy(self.reduce.weight),
+                     self.groups)
