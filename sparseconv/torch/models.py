@@ -94,7 +94,8 @@ class BasicBlock(nn.Module):
 
 def _resnet18(conv3x3, num_classes, in_channels, small_input, widths=(64, 128, 256, 512)):
     if small_input:
-        stem = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
+        stem = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True)]
     else:
         stem = [nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]),
                 nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
