@@ -92,6 +92,73 @@ def _bench_torch(args):
     return 0
 
 
+def _train_default(args):
+    from .study.network import WEIGHTS, train_default
+
+    out = args.out or WEIGHTS
+    acc = train_default(out=out, seed=args.seed, epochs=args.epochs)
+    print(f"wrote {out}; test accuracy {acc:.4f} on the 1,000 test digits")
+    return 0
+
+
+def _compare(args):
+    import numpy as np
+
+    from .study import compare as cmp
+    from .study.report import summary, write_outputs
+
+    weight = inputs = None
+    try:
+        if args.weights or args.torch:
+            weight = cmp.load_layer(args.weights or args.torch)
+        if args.inputs:
+            inputs = np.load(args.inputs, allow_pickle=False)
+        records = cmp.compare(weight, inputs, quick=args.quick, finetune=args.finetune, families=args.families)
+    except (ValueError, ImportError) as exc:
+        raise SystemExit(f"sparseconv compare: {exc}") from exc
+    print(summary(records))
+    if args.out:
+        for path in write_outputs(records, args.out, quick=args.quick):
+            print(f"wrote {path}")
+    return 0
+
+
+def _study(args):
+    import json
+    import pathlib
+
+    from .study.budget import equal_budget, study_table
+
+    try:
+        result = equal_budget(quick=args.quick, seeds=args.seeds, epochs=args.epochs)
+    except ImportError as exc:
+        raise SystemExit(f"sparseconv study: {exc}") from exc
+    print(f"{result['epochs']} epoch(s) on {result['train_images']} training digits, test error on "
+          f"{result['test_images']}")
+    print(study_table(result))
+    if args.out:
+        from .study.figures import study_figure
+
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "study.json").write_text(json.dumps(result, indent=2))
+        for path in [out / "study.json"] + study_figure(result["rows"], out):
+            print(f"wrote {path}")
+    return 0
+
+
+def _figures(args):
+    from .study.figures import all_figures
+
+    try:
+        paths = all_figures(args.out, quick=args.quick, compare_json=args.compare_json, study_json=args.study_json)
+    except ImportError as exc:
+        raise SystemExit(f"sparseconv figures: {exc}") from exc
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def _bench_command(bench_sub, name, help, description, quick_help, func):
     """A ``sparseconv bench NAME`` subcommand with the options every benchmark has."""
     p = bench_sub.add_parser(name, help=help, description=description)
@@ -108,6 +175,48 @@ def build_parser():
         description="Efficient convolution as cheaper matrices: run the benchmarks and studies.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    compare = sub.add_parser(
+        "compare", help="every compression family at every budget on a real trained layer (the main job)",
+        description="Sweep binary, quantized, k-means, low-rank, pruned, block-diagonal and IGC versions of one "
+                    "layer over their budgets: storage, MACs, weight and output error on real inputs, accuracy of "
+                    "the network with the layer replaced, and the kernels' measured speed against dense conv2d. "
+                    "Default layer: conv2 of the shipped digits CNN.")
+    compare.add_argument("--quick", action="store_true", help="fewer budgets and images (about a minute)")
+    compare.add_argument("--out", metavar="DIR", help="write compare.csv, compare.json and the figures there")
+    compare.add_argument("--weights", metavar="FILE[:KEY]", help="a layer of your own: file.npy or file.npz[:key]")
+    compare.add_argument("--torch", metavar="MODEL.pt:MODULE", help="a conv of a saved torch model (unpickled: "
+                                                                     "trusted files only)")
+    compare.add_argument("--inputs", metavar="FILE.npy", help="inputs of that layer, (N, C_in, H, W)")
+    compare.add_argument("--finetune", action="store_true", help="also fine-tune the replaced layer (torch)")
+    compare.add_argument("--families", nargs="+", metavar="FAMILY", help="only these families")
+    compare.set_defaults(func=_compare)
+    study = sub.add_parser("study", help="equal-budget networks (regular, IGCV1/2/3, separable, low rank) on the "
+                                         "digits, trained with torch",
+                           description="Train, on the embedded digits, networks whose two middle layers are regular "
+                                       "convs, IGCV1, IGCV2, IGCV3, depthwise-separable or low-rank, matched at "
+                                       "three parameter budgets, over seeds; report test error mean and std.")
+    study.add_argument("--quick", action="store_true", help="one budget, one seed, two epochs on half the data (CI)")
+    study.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0 1 2)")
+    study.add_argument("--epochs", type=int, help="epochs per run (default 3)")
+    study.add_argument("--out", metavar="DIR", help="write study.json and params_vs_error.png there")
+    study.set_defaults(func=_study)
+    figures = sub.add_parser("figures", help="regenerate every figure into figures/",
+                             description="Run compare and the study (or read their JSON) and draw every figure: "
+                                         "cost vs error, accuracy, speed vs FLOPs, the study, IGC theory, factor "
+                                         "structure, the default layer's spectrum.")
+    figures.add_argument("--out", default="figures", metavar="DIR", help="where to write (default figures/)")
+    figures.add_argument("--quick", action="store_true", help="quick compare and study")
+    figures.add_argument("--compare-json", metavar="FILE", help="records from `compare --out` instead of a new run")
+    figures.add_argument("--study-json", metavar="FILE", help="rows from `study --out` instead of a new run")
+    figures.set_defaults(func=_figures)
+    train = sub.add_parser("train-default", help="retrain the shipped digits CNN (torch, about a minute)",
+                           description="Train the default network on the 4,000 training digits, seeded, and "
+                                       "write its weights (default: the file the package ships).")
+    train.add_argument("--out", metavar="FILE.npz", help="where to write (default: the shipped file)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=int, default=15)
+    train.set_defaults(func=_train_default)
 
     bench = sub.add_parser("bench", help="time kernels side by side with their peers",
                            description="Time sparseconv's kernels side by side with their peers, in one run.")

@@ -15,7 +15,8 @@ from sparseconv import _blas
 rng = np.random.default_rng(3)
 errs = []
 for dtype in (np.float32, np.float64):
-    for kwargs in (dict(padding=1), dict(stride=2, padding=1), dict(padding="same", dilation=2), dict(groups=2, padding=1)):
+    for kwargs in (dict(padding=1), dict(stride=2, padding=1), dict(padding="same", dilation=2),
+                   dict(groups=2, padding=1)):
         x = rng.standard_normal((2, 8, 13, 11)).astype(dtype)
         w = rng.standard_normal((6, 8 // kwargs.get("groups", 1), 3, 3)).astype(dtype)
         y = sc.conv2d(x, w, **kwargs)

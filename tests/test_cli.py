@@ -8,7 +8,8 @@ import pytest
 
 from sparseconv.cli import build_parser, main
 
-SUBCOMMANDS = [[], ["bench"], ["bench", "conv"], ["bench", "sparse"], ["bench", "igc"], ["bench", "lowp"],
+SUBCOMMANDS = [[], ["compare"], ["study"], ["figures"], ["train-default"], ["bench"], ["bench", "conv"],
+               ["bench", "sparse"], ["bench", "igc"], ["bench", "lowp"],
                ["bench", "torch"]]
 
 

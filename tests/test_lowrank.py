@@ -71,7 +71,8 @@ def test_low_rank_products_and_cost(rng, weight):
     assert op.cost(10).macs == 10 * 5 * (54 + 12)
 
 
-@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=(2, 1), padding=(1, 2)), dict(padding="same", dilation=2)])
+@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=(2, 1), padding=(1, 2)),
+                                    dict(padding="same", dilation=2)])
 def test_spatial_low_rank_conv_matches_torch(rng, kwargs):
     weight = rng.standard_normal((8, 5, 3, 3))
     op = sc.spatial_low_rank(weight, rank=4)

@@ -48,7 +48,8 @@ def test_output_shape_agrees_with_torch(g):
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
-@given(st.integers(1, 12), st.integers(1, 12), st.integers(1, 6), st.integers(1, 6), st.integers(1, 3), st.integers(1, 3))
+@given(st.integers(1, 12), st.integers(1, 12), st.integers(1, 6), st.integers(1, 6), st.integers(1, 3),
+       st.integers(1, 3))
 def test_same_padding_keeps_the_size(h, w, kh, kw, dh, dw):
     shape = sc.conv_output_shape((1, 1, h, w), (kh, kw), padding="same", dilation=(dh, dw))
     assert shape == (h, w)
