@@ -12,7 +12,6 @@
 
 # %%
 import os
-import time
 
 import numpy as np
 
@@ -51,7 +50,11 @@ print(f"weight error {sc.relative_error(binary, W):.3f}")
 # %%
 a = rng.standard_normal(64)
 b = rng.standard_normal(64)
-bits = lambda v: sum(1 << i for i in range(64) if v[i] < 0)   # bit i set where the sign is -1
+def bits(v):
+    """One 64-bit word: bit i set where v[i] is negative (sign -1)."""
+    return sum(1 << i for i in range(64) if v[i] < 0)
+
+
 word_a, word_b = bits(a), bits(b)
 by_bits = 64 - 2 * bin(word_a ^ word_b).count("1")
 by_signs = int(np.sum(np.where(a < 0, -1, 1) * np.where(b < 0, -1, 1)))
@@ -70,19 +73,18 @@ signs_x = np.where(cols < 0, -1.0, 1.0)
 exact = xnor.signs.astype(np.float64) @ signs_x * xnor.alpha[:, None]
 assert np.allclose(xnor @ cols, exact, rtol=1e-6)
 
-def best_of(f, repeat=5):
-    f()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
+from sparseconv.bench.harness import Contender, run
 
-big = sc.im2col(x, 3, padding=1)
+big = sc.im2col(x, 3, padding=1)                     # (576, N*14*14)
 dense_W = W.reshape(64, -1)
-t_gemm, t_xnor = best_of(lambda: dense_W @ big), best_of(lambda: xnor @ big)
+signs_big = np.where(big < 0, -1.0, 1.0)
+results = run([Contender("float GEMM", lambda: dense_W @ big, "openblas", reference=dense_W @ big),
+               Contender("XNOR-popcount", lambda: xnor @ big, "numba",
+                         reference=xnor.signs.astype(np.float64) @ signs_big * xnor.alpha[:, None])],
+              None, repeat=3 if QUICK else 7, min_sample_s=0.02)
+t_gemm, t_xnor = (r.median_s for r in results)
 print(f"float GEMM {t_gemm * 1e3:.2f} ms, XNOR-popcount incl. packing the inputs {t_xnor * 1e3:.2f} ms")
+
 
 # %% [markdown]
 # ## Integer quantization

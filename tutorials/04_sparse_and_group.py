@@ -8,7 +8,6 @@
 
 # %%
 import os
-import time
 
 import numpy as np
 import scipy.sparse
@@ -43,23 +42,22 @@ print("row 0 keeps columns", op.arrays["indices"][:op.arrays["indptr"][1]][:8], 
 # Measured here, on this machine, against the dense float32 GEMM:
 
 # %%
+from sparseconv.bench.harness import Contender, run
+
 cols = rng.standard_normal((576, 784 if QUICK else 3136)).astype(np.float32)
-
-def best_of(f, repeat=3 if QUICK else 7):
-    f()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
-
-t_dense = best_of(lambda: M @ cols)
-for amount in (0.5, 0.8, 0.9, 0.95, 0.99):
+amounts = (0.5, 0.9, 0.99) if QUICK else (0.5, 0.8, 0.9, 0.95, 0.99)
+contenders = [Contender("dense GEMM", lambda: M @ cols, "openblas", reference=M @ cols)]
+for amount in amounts:
     p = sc.prune(W, amount)
-    assert np.allclose(p @ cols, p.to_dense() @ cols, atol=1e-3)
-    t = best_of(lambda: p @ cols)
-    print(f"{amount:.0%} zeros: {t_dense / t:5.2f}x the dense GEMM's speed")
+    contenders.append(Contender(f"{amount:.0%} zeros", lambda p=p: p @ cols, "numba", reference=p.to_dense() @ cols))
+# the harness checks each result first, then alternates the contenders, pausing when the thread runtime
+# changes (OpenBLAS's idle threads spin and would slow the next kernel)
+results = {r.name: r for r in run(contenders, None, repeat=3 if QUICK else 7, min_sample_s=0.02)}
+assert all(r.ok for r in results.values())
+t_dense = results["dense GEMM"].median_s
+for amount in amounts:
+    print(f"{amount:.0%} zeros: {t_dense / results[f'{amount:.0%} zeros'].median_s:5.2f}x the dense GEMM's speed")
+
 
 # %% [markdown]
 # ## Block-diagonal = group convolution

@@ -117,8 +117,9 @@ def study_figure(rows, out):
         ax.errorbar([r["params"] for r in pts], [100 * r["error_mean"] for r in pts],
                     yerr=[100 * r["error_std"] for r in pts], label=design, capsize=2, markersize=4,
                     **_style(design, designs))
-    ax.set(xscale="log", xlabel="parameters of the network", ylabel="test error (%), mean ± std over seeds",
+    ax.set(xlabel="parameters of the network (thousands)", ylabel="test error (%), mean ± std over seeds",
            title="Equal-budget networks on the digits")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v / 1000:g}"))
     ax.legend(fontsize=6)
     return [_save(fig, pathlib.Path(out) / "params_vs_error.png")]
 
