@@ -322,8 +322,67 @@ def _make_kernels(gemm):
                 _add(o_flat[base + l_ * m_groups * p_img:base + l_ * m_groups * p_img + cols],
                      o_flat[base + l_ * m_groups * p_img:], bias[l_ * m_groups + m])
 
-    return conv_im2col, conv_shifted, igc_secondary
+    @numba.njit(**PARALLEL_BLAS)
+    def igc_fused(x, wt, wd, bias, out, ws_in, ws_mid, ws_res, band, kh, kw, dh, dw, top, left, wp, h_out,
+                  w_out):
+        """Stride-1 IGCV1 in one pass per band: primary group conv, secondary 1x1 group conv, both shuffles.
+
+        x (N, G, H, W); wt (kH*kW, G, M), the primary weight taps first; wd
+        (M, L, L); out (N, G, h_out*w_out). Per task (image, band of output
+        rows) a thread pads the band's input rows (all G channels) into
+        ``ws_in``, runs the primary as kH*kW shifted GEMMs per group into
+        ``ws_mid`` (G, rows*wp), then the secondary straight from it: group m
+        reads rows l*M + m and writes rows l*M + m of ``ws_res``, both with
+        leading dimension M*rows*wp, so neither permutation is a copy; last,
+        the valid columns go to ``out``. The primary's output never leaves
+        the core's cache.
+        """
+        n_img, g_ch, height, width = x.shape
+        m_ch = wt.shape[2]
+        l_ch = g_ch // m_ch
+        n_bands = (h_out + band - 1) // band
+        w_flat = wt.ravel()
+        d_flat = wd.ravel()
+        span = (kh - 1) * dh
+        for task in numba.prange(n_img * n_bands):
+            thread = numba.get_thread_id()
+            buf = ws_in[thread]
+            mid = ws_mid[thread]
+            res = ws_res[thread]
+            band_i = task % n_bands
+            n = task // n_bands
+            oh0 = band_i * band
+            rows = min(band, h_out - oh0)
+            n_cols = rows * wp
+            plane = (rows + span) * wp
+            for c in range(g_ch):  # pad the band's input rows
+                for r in range(rows + span):
+                    dst = c * plane + r * wp
+                    ih = oh0 + r - top
+                    if ih < 0 or ih >= height:
+                        _fill(buf[dst:dst + wp], 0)
+                    else:
+                        _fill(buf[dst:dst + left], 0)
+                        _add(buf[dst + left:dst + left + width], x[n, c, ih], 0)
+                        _fill(buf[dst + left + width:dst + wp], 0)
+            _fill(buf[g_ch * plane:g_ch * plane + (kw - 1) * dw], 0)
+            for g in range(l_ch):
+                for i in range(kh):
+                    for j in range(kw):
+                        tap = i * kw + j
+                        gemm(m_ch, n_cols, m_ch, w_flat[(tap * g_ch + g * m_ch) * m_ch:], m_ch,
+                             buf[g * m_ch * plane + i * dh * wp + j * dw:], plane,
+                             mid[g * m_ch * n_cols:], n_cols, 0.0 if tap == 0 else 1.0)
+            for m in range(m_ch):
+                gemm(l_ch, n_cols, l_ch, d_flat[m * l_ch * l_ch:], l_ch, mid[m * n_cols:], m_ch * n_cols,
+                     res[m * n_cols:], m_ch * n_cols, 0.0)
+            for ch in range(g_ch):
+                for r in range(rows):
+                    d = (oh0 + r) * w_out
+                    _add(out[n, ch, d:d + w_out], res[ch * n_cols + r * wp:], bias[ch])
+
+    return conv_im2col, conv_shifted, igc_secondary, igc_fused
 
 
-conv_im2col_f32, conv_shifted_f32, igc_secondary_f32 = _make_kernels(sgemm)
-conv_im2col_f64, conv_shifted_f64, igc_secondary_f64 = _make_kernels(dgemm)
+conv_im2col_f32, conv_shifted_f32, igc_secondary_f32, igc_fused_f32 = _make_kernels(sgemm)
+conv_im2col_f64, conv_shifted_f64, igc_secondary_f64, igc_fused_f64 = _make_kernels(dgemm)

@@ -22,6 +22,13 @@ __all__ = ["IGCV1", "IGCV2", "IGCV3", "igcv1", "igcv2", "igcv3"]
 
 # Output positions per task of the IGCV1 secondary kernel.
 _SECONDARY_TILE = 1024
+# The fused stride-1 kernel (primary and secondary per band of output rows, the primary's output kept in
+# cache): about this many padded-width positions per band, at least this many bands per thread, and used
+# for outputs at least _FUSED_MIN_WIDTH wide (on small images its bands are too few and too short: measured
+# 1.6-2.2x slower than the two-pass path at 14x14, N=1).
+_FUSED_COLUMNS = 256
+_FUSED_TASKS_PER_THREAD = 4
+_FUSED_MIN_WIDTH = 28
 
 
 def _he(rng, shape, fan_in, dtype):
@@ -69,6 +76,7 @@ class IGCV1(ProductWeight):
         self.primary = BlockDiagonalWeight(primary, L)
         self.secondary = BlockDiagonalWeight(secondary, M)
         self.permutation = channel_shuffle_permutation(G, L)
+        self._fused_weights = None
         super().__init__([self.permutation.inverse(), self.secondary, self.permutation, self.primary])
 
     @classmethod
@@ -83,6 +91,10 @@ class IGCV1(ProductWeight):
         from . import _conv
         from ._threads import blas_single_threaded
 
+        if (geom.sh, geom.sw) == (1, 1) and geom.w_out >= _FUSED_MIN_WIDTH:
+            out = self._fused(x, geom, bias, workspace)
+            if out is not None:
+                return out
         y = self.primary._conv2d(x, geom, None, workspace)  # (N, G, H_out, W_out)
         n_img, g = y.shape[:2]
         p_img = geom.h_out * geom.w_out
@@ -93,6 +105,54 @@ class IGCV1(ProductWeight):
         with blas_single_threaded(), numba.parallel_chunksize(1):
             kernel(y.reshape(n_img, g, p_img), blocks, bias, out.reshape(n_img, g, p_img), _SECONDARY_TILE)
         return out
+
+    def _fused(self, x, geom, bias, workspace):
+        """``_conv.igc_fused`` (stride 1) when its per-thread buffers fit the workspace; else None."""
+        import numba
+
+        from . import _conv
+        from ._threads import blas_single_threaded
+        from .conv import tap_major
+
+        n_img, g = x.shape[:2]
+        wp = geom.w + geom.left + geom.right
+        n_threads = numba.get_num_threads()
+        band = _fused_band(n_img, geom, n_threads)
+        sizes = self._fused_sizes(x.shape, geom)
+        if n_threads * sum(sizes) * x.dtype.itemsize > workspace:
+            return None
+        if self._fused_weights is None or self._fused_weights[0].dtype != x.dtype:
+            self._fused_weights = (tap_major(np.ascontiguousarray(self.primary.weight, dtype=x.dtype)),
+                                   np.ascontiguousarray(self.secondary.weight.reshape(self.M, self.L, self.L),
+                                                        dtype=x.dtype))
+        wt, wd = self._fused_weights
+        out = np.empty((n_img, g, geom.h_out * geom.w_out), x.dtype)  # (N, G, H_out*W_out)
+        bias = np.zeros(g, x.dtype) if bias is None else bias
+        ws = [np.empty((n_threads, size), x.dtype) for size in sizes]
+        kernel = _conv.igc_fused_f32 if x.dtype == np.float32 else _conv.igc_fused_f64
+        with blas_single_threaded(), numba.parallel_chunksize(1):
+            kernel(x, wt, wd, bias, out, *ws, band, geom.kh, geom.kw, geom.dh, geom.dw, geom.top, geom.left, wp,
+                   geom.h_out, geom.w_out)
+        return out.reshape(n_img, g, geom.h_out, geom.w_out)
+
+    def _fused_sizes(self, x_shape, geom):
+        """Per-thread buffer lengths of the fused kernel: padded input band, primary band, result band."""
+        import numba
+
+        g = x_shape[1]
+        wp = geom.w + geom.left + geom.right
+        band = _fused_band(x_shape[0], geom, numba.get_num_threads())
+        span = (geom.kh - 1) * geom.dh
+        return g * (band + span) * wp + (geom.kw - 1) * geom.dw, g * band * wp, g * band * wp
+
+    def _fused_workspace(self, x, stride=1, padding=0, dilation=1):
+        """Bytes the fused kernel needs for input x (the workspace below which conv2d takes two passes)."""
+        import numba
+
+        from ._validation import geometry
+
+        geom = geometry(x.shape, self.kernel_shape[2:], stride, padding, dilation)
+        return numba.get_num_threads() * sum(self._fused_sizes(x.shape, geom)) * x.dtype.itemsize
 
     @classmethod
     def random(cls, L, M, kernel_size=3, seed=0, dtype=np.float32):
@@ -110,6 +170,15 @@ class IGCV1(ProductWeight):
     def _from_state(cls, state, kernel_shape):
         L, M = (int(v) for v in state["LM"])
         return cls(state["primary"], state["secondary"], L, M)
+
+
+def _fused_band(n_img, geom, n_threads):
+    """Output rows per task of the fused IGCV1 kernel: about _FUSED_COLUMNS padded positions, enough tasks."""
+    wp = geom.w + geom.left + geom.right
+    band = max(1, min(geom.h_out, round(_FUSED_COLUMNS / wp)))
+    while band > 1 and n_img * -(-geom.h_out // band) < _FUSED_TASKS_PER_THREAD * n_threads:
+        band = (band + 1) // 2  # enough tasks for the dynamic schedule to balance the threads
+    return band
 
 
 def _digit_permutation(sizes, axis):

@@ -248,3 +248,20 @@ def test_fit_keeps_dtype_and_runs_in_conv2d(rng):
 def test_fit_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(padding=0), dict(padding=2, dilation=2),
+                                    dict(padding="same")])
+def test_igcv1_fused_kernel_on_wide_images(rng, dtype, kwargs):
+    """Outputs at least 28 wide take the fused one-pass kernel (primary and secondary per band of rows)."""
+    from sparseconv import igc
+
+    op = sc.IGCV1.random(4, 3, seed=9, dtype=dtype)
+    x = rng.standard_normal((3, 12, 31, 33)).astype(dtype)
+    bias = rng.standard_normal(12).astype(dtype)
+    assert sc.conv_output_shape(x.shape, 3, **kwargs)[-1] >= igc._FUSED_MIN_WIDTH
+    y = sc.conv2d(x, op, bias, **kwargs)
+    assert_close(y, torch_conv2d(x, op.to_weight(), bias, **kwargs), dtype)
+    small = sc.conv2d(x, op, bias, workspace=op._fused_workspace(x, **kwargs) - 1, **kwargs)  # two-pass path
+    assert_close(small, y, dtype)
