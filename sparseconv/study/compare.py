@@ -183,7 +183,7 @@ def compare(weight=None, inputs=None, quick=False, finetune=False, families=None
             x_test, y_test = x_test[::4], y_test[::4]
         inputs_name = f"layer inputs of {len(x_test)} test digits"
         if inputs is None:
-            inputs = layer_input(net, x_test[:200 if quick else 500])
+            inputs = layer_input(net, x_test)  # (N, 64, 14, 14): what conv2 sees on the test digits
     else:
         weight = sc._validation.as_weight(weight).astype(np.float32)
         inputs_name = "given inputs"
@@ -206,7 +206,7 @@ def compare(weight=None, inputs=None, quick=False, finetune=False, families=None
     dense_macs = sc.conv_cost(dense, per_image, padding=1).macs
     records = []
     # NumPy's BLAS (the fits, the linear layer) single-threaded: a multi-threaded OpenBLAS leaves its threads
-    # spinning after each call, and they would slow the numba kernels timed next (up to 30x, measured).
+    # spinning after each call, and they would slow the numba kernels timed next (15x seen here).
     with threadpool_limits(limits=1, user_api="blas"):
         reference = sc.conv2d(inputs, dense, padding=1)
         dense_time = _median_time(lambda: sc.conv2d(timing_x, dense, padding=1), repeat)
