@@ -25,6 +25,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import PARALLEL, SERIAL
+from ._sparse import _task
 
 #: The XNOR tile: ROWS weight rows x LANES packed columns, LANES uint64 per vector register (AVX-512).
 ROWS, LANES = 4, 8
@@ -215,16 +216,12 @@ def signed_sum(wbits, cols, colsum, alpha, out, tile, row_blocks):
     c_out = wbits.shape[0]
     n_cols = cols.shape[1]
     n_tiles = (n_cols + tile - 1) // tile
-    per_block = (c_out + row_blocks - 1) // row_blocks
     for task in numba.prange(n_tiles * row_blocks):
-        t = task // row_blocks
-        r0 = (task - t * row_blocks) * per_block
-        c0 = t * tile
-        c1 = min(c0 + tile, n_cols)
+        c0, c1, r0, r1 = _task(task, row_blocks, tile, n_cols, c_out)
         acc = np.empty(c1 - c0, out.dtype)
         s = colsum[c0:c1]
         found = np.empty(4, np.int64)
-        for o in range(r0, min(r0 + per_block, c_out)):
+        for o in range(r0, r1):
             for q in range(acc.size):
                 acc[q] = 0
             n_found = 0

@@ -55,6 +55,27 @@ def _fill(dst, value):
 
 
 @numba.njit(**SERIAL)
+def _pad_band(x, n, c0, c1, oh0, in_rows, top, left, wp, buf):
+    """buf[c - c0, r, :] = input row oh0 + r - top of channel c of image n, zero-padded to width wp.
+
+    Channels c0..c1-1, rows 0..in_rows-1, laid out (channel, row, wp) flat;
+    rows outside the image are zeros.
+    """
+    height, width = x.shape[2], x.shape[3]
+    plane = in_rows * wp
+    for c in range(c0, c1):
+        for r in range(in_rows):
+            dst = (c - c0) * plane + r * wp
+            ih = oh0 + r - top
+            if ih < 0 or ih >= height:
+                _fill(buf[dst:dst + wp], 0)
+            else:
+                _fill(buf[dst:dst + left], 0)
+                _add(buf[dst + left:dst + left + width], x[n, c, ih], 0)
+                _fill(buf[dst + left + width:dst + wp], 0)
+
+
+@numba.njit(**SERIAL)
 def _scatter(res, ld, out, bias, m0, m1, q0, q1, p_img):
     """out[n, m, p] = res[m - m0, q - q0] + bias[m] for columns q = n*p_img + p in [q0, q1)."""
     q = q0
@@ -258,17 +279,7 @@ def _make_kernels(gemm):
                 g1 = g0
             plane = (rows + span) * wp
             if not in_place:
-                for c in range((g1 - g0) * cin_g):  # pad the band's input rows
-                    src_c = g0 * cin_g + c
-                    for r in range(rows + span):
-                        dst = c * plane + r * wp
-                        ih = oh0 + r - top
-                        if ih < 0 or ih >= height:
-                            _fill(buf[dst:dst + wp], 0)
-                        else:
-                            _fill(buf[dst:dst + left], 0)
-                            _add(buf[dst + left:dst + left + width], x[n, src_c, ih], 0)
-                            _fill(buf[dst + left + width:dst + wp], 0)
+                _pad_band(x, n, g0 * cin_g, g1 * cin_g, oh0, rows + span, top, left, wp, buf)
                 tail = (g1 - g0) * cin_g * plane
                 _fill(buf[tail:tail + (kw - 1) * dw], 0)
             for g in range(g0, g1):
@@ -337,7 +348,7 @@ def _make_kernels(gemm):
         the valid columns go to ``out``. The primary's output never leaves
         the core's cache.
         """
-        n_img, g_ch, height, width = x.shape
+        n_img, g_ch = x.shape[0], x.shape[1]
         m_ch = wt.shape[2]
         l_ch = g_ch // m_ch
         n_bands = (h_out + band - 1) // band
@@ -355,16 +366,7 @@ def _make_kernels(gemm):
             rows = min(band, h_out - oh0)
             n_cols = rows * wp
             plane = (rows + span) * wp
-            for c in range(g_ch):  # pad the band's input rows
-                for r in range(rows + span):
-                    dst = c * plane + r * wp
-                    ih = oh0 + r - top
-                    if ih < 0 or ih >= height:
-                        _fill(buf[dst:dst + wp], 0)
-                    else:
-                        _fill(buf[dst:dst + left], 0)
-                        _add(buf[dst + left:dst + left + width], x[n, c, ih], 0)
-                        _fill(buf[dst + left + width:dst + wp], 0)
+            _pad_band(x, n, 0, g_ch, oh0, rows + span, top, left, wp, buf)
             _fill(buf[g_ch * plane:g_ch * plane + (kw - 1) * dw], 0)
             for g in range(l_ch):
                 for i in range(kh):

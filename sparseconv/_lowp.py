@@ -24,6 +24,7 @@ import numba
 import numpy as np
 
 from ._config import PARALLEL, SERIAL
+from ._sparse import _task
 
 
 @numba.njit(**SERIAL)
@@ -74,15 +75,11 @@ def codebook_gemm(idx, codebook, cols, out, tile, row_blocks):
     k = codebook.shape[1]
     per_row = codebook.shape[0] > 1
     n_tiles = (n_cols + tile - 1) // tile
-    per_block = (c_out + row_blocks - 1) // row_blocks
     for task in numba.prange(n_tiles * row_blocks):
-        t = task // row_blocks
-        r0 = (task - t * row_blocks) * per_block
-        c0 = t * tile
-        c1 = min(c0 + tile, n_cols)
+        c0, c1, r0, r1 = _task(task, row_blocks, tile, n_cols, c_out)
         m = c1 - c0
         bins = np.empty((k, m), out.dtype)
-        for o in range(r0, min(r0 + per_block, c_out)):
+        for o in range(r0, r1):
             for c in range(k):
                 for q in range(m):
                     bins[c, q] = 0
