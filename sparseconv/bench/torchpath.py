@@ -11,8 +11,6 @@ timings synchronise the device). "Realised" = (speedup over dense) / (MAC
 reduction).
 """
 
-import time
-
 import numpy as np
 
 __all__ = ["LAYERS", "bench_torch", "print_table"]
@@ -33,21 +31,6 @@ def _modules(c, torch, st):
     return mods
 
 
-def _time(fn, sync, repeat, min_sample_s):
-    samples = []
-    for _ in range(repeat):
-        reps, start = 0, time.perf_counter()
-        while True:
-            fn()
-            sync()
-            reps += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_sample_s:
-                break
-        samples.append(elapsed / reps)
-    return samples
-
-
 def bench_torch(quick=False, repeat=None, devices=None, progress=print):
     """Run the benchmark on each device (default: CPU, and CUDA when available)."""
     import torch
@@ -55,7 +38,7 @@ def bench_torch(quick=False, repeat=None, devices=None, progress=print):
 
     import sparseconv.torch as st
 
-    from .harness import environment
+    from .harness import _sample, environment
 
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -82,7 +65,7 @@ def bench_torch(quick=False, repeat=None, devices=None, progress=print):
                     samples[label] = []
                 for _ in range(repeat):  # alternate the contenders
                     for label, m in mods:
-                        samples[label] += _time(lambda: m(x), sync, 1, 0.02 if quick else 0.05)
+                        samples[label].append(_sample(lambda: (m(x), sync()), 0.02 if quick else 0.05))
             dense_macs = c * c * 9
             med = {label: float(np.median(s)) for label, s in samples.items()}
             for label, m in mods:

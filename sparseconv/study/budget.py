@@ -21,6 +21,8 @@ standard deviation.
 
 import numpy as np
 
+from ..bench.harness import format_table
+
 __all__ = ["DESIGNS", "equal_budget"]
 
 DESIGNS = ("regular", "igcv1 L=2", "igcv1 L=4", "igcv1 L=8", "igcv2", "igcv3", "depthwise-separable", "low rank")
@@ -171,8 +173,4 @@ def study_table(result):
     headers = ["budget", "design", "width G", "params", "gap", "test error % (mean ± std)", "seeds"]
     rows = [[f"{r['budget']:,}", r["design"], r["width"], f"{r['params']:,}", f"{100 * r['budget_gap']:+.1f}%",
              f"{100 * r['error_mean']:.2f} ± {100 * r['error_std']:.2f}", r["seeds"]] for r in result["rows"]]
-    cells = [headers] + rows
-    widths = [max(len(str(row[i])) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(str(v).rjust(w) for v, w in zip(row, widths)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return format_table(headers, rows)

@@ -4,20 +4,13 @@ import csv
 import json
 import pathlib
 
+from ..bench.harness import format_table
 from .compare import pareto
 
 __all__ = ["best_points", "summary", "write_outputs"]
 
 #: MAC reductions at which the summary names each family's best point
 TARGETS = (2.0, 4.0, 10.0)
-
-
-def _table(headers, rows):
-    cells = [headers] + rows
-    widths = [max(len(str(row[i])) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(str(v).rjust(w) for v, w in zip(row, widths)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def best_points(records, key, target):
@@ -50,7 +43,7 @@ def summary(records):
                 row += [f"{best['accuracy']:.3f}"] if has_acc else []
                 row += [f"{best['speedup']:.2f}x"]
                 rows.append(row)
-        parts.append(f"best output error per family at {title}:\n" + _table(headers, rows))
+        parts.append(f"best output error per family at {title}:\n" + format_table(headers, rows))
     return "\n\n".join(parts)
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from ..bench.harness import format_table
+
 __all__ = ["CostTable", "count_cost"]
 
 
@@ -51,10 +53,8 @@ class CostTable:
                               f"{r['macs']:,.0f}", f"{r['bitops']:,}", f"{r['bytes_moved']:,}"] for r in self.rows]
         cells.append(["total", "", "", f"{self.params:,}", f"{self.macs:,.0f}", f"{self.bitops:,}",
                       f"{self.bytes_moved:,}"])
-        widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-        lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.insert(len(lines) - 1, lines[1])
+        lines = format_table(cells[0], cells[1:]).split("\n")
+        lines.insert(len(lines) - 1, lines[1])  # a rule above the totals too
         return "\n".join(lines)
 
 

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from .._validation import geometry
 
-__all__ = ["channel_shuffle", "conv2d", "fake_quantize", "igc_conv2d", "operator_conv2d", "sign_ste"]
+__all__ = ["binary_input_conv2d", "channel_shuffle", "conv2d", "fake_quantize", "igc_conv2d", "operator_conv2d",
+           "quantize_input", "sign_ste"]
 
 
 def _geometry(x, kernel_size, stride, padding, dilation):
@@ -95,6 +96,36 @@ def fake_quantize(x, scale, zero_point, qmin, qmax):
     return x + (dq - x).detach()
 
 
+def binary_input_conv2d(x, weight, stride=1, padding=0, dilation=1, activation_scale=True):
+    """XNOR-Net's binary-input convolution: conv of sign(x) (zero padding binarises to +1), times K.
+
+    K[n, h, w] = mean |x| over each receptive field (a conv of |x| with a
+    box filter), when ``activation_scale``; the sign's gradient is the
+    clipped straight-through estimator of :func:`sign_ste`.
+    """
+    c_in, kh, kw = weight.shape[1:]
+    g = _geometry(x, (kh, kw), stride, padding, dilation)
+    xp = _pad(x, g)
+    y = F.conv2d(sign_ste(xp), weight, None, (g.sh, g.sw), 0, (g.dh, g.dw))
+    if activation_scale:
+        box = x.new_full((1, c_in, kh, kw), 1.0 / (c_in * kh * kw))
+        y = y * F.conv2d(xp.abs(), box, None, (g.sh, g.sw), 0, (g.dh, g.dw))
+    return y
+
+
+def quantize_input(x, bits, scale=None):
+    """x fake-quantized to ``bits``-bit symmetric integers: with ``scale``, or max |x| / (2^(bits-1) - 1).
+
+    The rule of :meth:`sparseconv.QuantizedWeight.quantize_columns` for a
+    whole conv2d input (max |x| = max |cols|).
+    """
+    qmax = 2 ** (bits - 1) - 1
+    if scale is None:
+        peak = float(x.detach().abs().max()) if x.numel() else 0.0
+        scale = (peak or 1.0) / qmax
+    return fake_quantize(x, scale, 0.0, -qmax, qmax)
+
+
 def _tensor(a, like, dtype=None):
     return torch.as_tensor(np.ascontiguousarray(a), device=like.device, dtype=dtype or like.dtype)
 
@@ -169,23 +200,11 @@ def operator_conv2d(x, op, stride=1, padding=0, dilation=1):
         weight = _tensor(op.to_weight(), x)
         if op.activations == "float":
             return conv2d(x, weight, None, stride, padding, dilation)
-        xp = _pad(x, g)
-        y = F.conv2d(sign_ste(xp), weight, None, (g.sh, g.sw), 0, (g.dh, g.dw))
-        if op.activation_scale:
-            box = x.new_full((1, c_in, kh, kw), 1.0 / (c_in * kh * kw))
-            y = y * F.conv2d(xp.abs(), box, None, (g.sh, g.sw), 0, (g.dh, g.dw))
-        return y
+        return binary_input_conv2d(x, weight, stride, padding, dilation, op.activation_scale)
     if isinstance(op, QuantizedWeight):
-        weight = _tensor(op.to_weight(), x)
         if op.activations is not None:
-            qmax = 2 ** (op.activations - 1) - 1
-            if op.act_scale is not None:
-                scale = op.act_scale
-            else:
-                peak = float(x.detach().abs().max()) if x.numel() else 0.0
-                scale = (peak or 1.0) / qmax
-            x = fake_quantize(x, scale, 0.0, -qmax, qmax)
-        return conv2d(x, weight, None, stride, padding, dilation)
+            x = quantize_input(x, op.activations, op.act_scale)
+        return conv2d(x, _tensor(op.to_weight(), x), None, stride, padding, dilation)
     if isinstance(op, CodebookWeight):
         return conv2d(x, _codebook_weight(_tensor(op.codebook, x), _tensor(op._idx, x, torch.long), op.kernel_shape),
                       None, stride, padding, dilation)

@@ -235,14 +235,8 @@ class BinaryConv2d(_Geometry):
         w = self.binary_weight()
         if self.activations == "float":
             return self._finish(SF.conv2d(x, w, None, self.stride, self.padding, self.dilation))
-        c_in, kh, kw = w.shape[1:]
-        g = SF._geometry(x, (kh, kw), self.stride, self.padding, self.dilation)
-        xp = SF._pad(x, g)
-        y = F.conv2d(SF.sign_ste(xp), w, None, (g.sh, g.sw), 0, (g.dh, g.dw))
-        if self.activation_scale:
-            box = x.new_full((1, c_in, kh, kw), 1.0 / (c_in * kh * kw))
-            y = y * F.conv2d(xp.abs(), box, None, (g.sh, g.sw), 0, (g.dh, g.dw))
-        return self._finish(y)
+        return self._finish(SF.binary_input_conv2d(x, w, self.stride, self.padding, self.dilation,
+                                                   self.activation_scale))
 
     def to_operator(self):
         from .. import binarize
@@ -273,13 +267,7 @@ class QuantConv2d(_Geometry):
 
     def forward(self, x):
         if self.activations is not None:
-            qmax = 2 ** (self.activations - 1) - 1
-            if self.act_scale is not None:
-                s = self.act_scale
-            else:
-                peak = float(x.detach().abs().max()) if x.numel() else 0.0
-                s = (peak or 1.0) / qmax
-            x = SF.fake_quantize(x, s, 0.0, -qmax, qmax)
+            x = SF.quantize_input(x, self.activations, self.act_scale)
         return self._finish(SF.conv2d(x, self.quantized_weight(), None, self.stride, self.padding, self.dilation))
 
     def to_operator(self):
