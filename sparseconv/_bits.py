@@ -24,7 +24,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._config import PARALLEL, SERIAL
+from ._config import PARALLEL, SERIAL, jit
 from ._sparse import _task
 
 #: The XNOR tile: ROWS weight rows x LANES packed columns, LANES uint64 per vector register (AVX-512).
@@ -122,7 +122,7 @@ else:
         return types.void(wbits, o0, xbits, j, res), codegen
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def popcount64_swar(x):
     """Portable popcount of a uint64 by summing bits in ever wider fields (the classic SWAR count)."""
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
@@ -134,7 +134,7 @@ def popcount64_swar(x):
     return x & np.uint64(0x7F)
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def pack_rows(a, out):
     """out[r, w] bit b = (a[r, 64*w + b] < 0): the signs of each row of a (R, n), packed."""
     n = a.shape[1]
@@ -148,7 +148,7 @@ def pack_rows(a, out):
             out[r, w] = word
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def pack_columns(cols, out):
     """Pack the signs of the columns of cols (n, J) into panels: out (n_panels, n_words, PANEL).
 
@@ -176,7 +176,7 @@ def pack_columns(cols, out):
                 seg[q] |= np.uint64(row[q] < 0) << shift
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def xnor_gemm(wbits, xbits, n, out):
     """out[o, j] = n - 2 popcount(wbits[o] XOR column j of xbits) = sign(W) @ sign(X), exactly, as int32.
 
@@ -203,7 +203,7 @@ def xnor_gemm(wbits, xbits, n, out):
                     out[o0 + r, j + k] = n - 2 * np.int64(res[r, k])
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def signed_sum(wbits, cols, colsum, alpha, out, tile, row_blocks):
     """out[o, :] = alpha[o] * (sum_k sign(W[o, k]) cols[k, :]) with additions only.
 

@@ -29,14 +29,12 @@ import glob
 import os
 import sys
 
-import numba
 import numpy as np
 from numba.extending import get_cython_function_address
 
-from ._config import SERIAL
+from ._config import SERIAL_BLAS, jit
 
 _GEMM_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
-_NOT_CACHED = dict(SERIAL, cache=False)
 _MKL_SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL in mkl_service.h
 
 
@@ -80,7 +78,7 @@ BACKEND, _ADDRESSES = _choose()
 
 
 def _make_gemm(fn, dtype):
-    @numba.njit(**_NOT_CACHED)
+    @jit(**SERIAL_BLAS)
     def gemm(m, n, k, a, lda, b, ldb, c, ldc, beta):
         """``c[:m, :n] = a[:m, :k] @ b[:k, :n] + beta * c`` on flat row-major buffers.
 

@@ -1,4 +1,4 @@
-"""Numba settings for every kernel, in one place.
+"""Numba settings for every kernel, in one place, and where compiled kernels are cached.
 
 ``fastmath`` enables the LLVM flags that let reductions vectorise
 (reassociation, contraction into FMA, reciprocal and no-signed-zero
@@ -9,7 +9,21 @@ propagate exactly as they do in torch.
 their arguments. Kernels that call BLAS through a function pointer are never
 cached: the pointer is a per-process address that numba would bake into the
 cached code.
+
+Cached kernels live in :func:`cache_dir`, never beside the source. numba's
+default puts them in the package's ``__pycache__``, where pip does not know
+them: uninstalling the package leaves that folder behind, and the leftover
+``site-packages/sparseconv/`` then shadows an editable install as an empty
+namespace package. Each kernel gets its own cache object (no numba-wide
+setting changes); the index numba keeps per kernel is keyed by a hash of the
+source file and by the CPU, so a changed file or another machine recompiles.
 """
+
+import os
+import sys
+
+import numba
+from numba.core import caching
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -17,5 +31,68 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 SERIAL = dict(nogil=True, cache=True, fastmath=FASTMATH)
 #: flags of a parallel kernel that may be cached on disk
 PARALLEL = dict(nogil=True, cache=True, parallel=True, fastmath=FASTMATH)
+#: flags of a serial kernel that calls BLAS through a pointer (not cacheable)
+SERIAL_BLAS = dict(nogil=True, cache=False, fastmath=FASTMATH)
 #: flags of a parallel kernel that calls BLAS through a pointer (not cacheable)
 PARALLEL_BLAS = dict(nogil=True, cache=False, parallel=True, fastmath=FASTMATH)
+
+
+def cache_dir():
+    """The folder compiled kernels are cached in.
+
+    ``$SPARSECONV_CACHE_DIR`` if set, else numba's ``$NUMBA_CACHE_DIR`` if
+    set, else the user's cache folder: ``$XDG_CACHE_HOME/sparseconv`` or
+    ``~/.cache/sparseconv`` (Linux), ``~/Library/Caches/sparseconv`` (macOS),
+    ``%LOCALAPPDATA%\\sparseconv`` (Windows). Deleting it is always safe.
+    """
+    for var in ("SPARSECONV_CACHE_DIR", "NUMBA_CACHE_DIR"):
+        if os.environ.get(var):
+            return os.path.abspath(os.path.expanduser(os.environ[var]))
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser(os.path.join("~", "AppData", "Local"))
+    elif sys.platform == "darwin":
+        base = os.path.expanduser(os.path.join("~", "Library", "Caches"))
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser(os.path.join("~", ".cache"))
+    return os.path.join(base, "sparseconv")
+
+
+class _Locator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
+    """Cache files of a kernel in ``cache_dir()/<source folder>_<hash of its path>``."""
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        # one subfolder per installed copy of the package (site-packages, a checkout, ...)
+        self._cache_path = os.path.join(cache_dir(), self.get_suitable_cache_subpath(py_file))
+
+    def get_cache_path(self):
+        return self._cache_path
+
+
+class _Impl(caching.CompileResultCacheImpl):
+    _locator_classes = [_Locator]
+
+
+class _Cache(caching.FunctionCache):
+    _impl_class = _Impl
+
+
+def jit(**flags):
+    """``numba.njit`` with ``flags`` (one of the dicts above); ``cache=True`` caches in :func:`cache_dir`.
+
+    Where that folder cannot be written, the kernel compiles once per
+    process instead.
+    """
+    cache = flags.pop("cache", False)
+
+    def decorate(fn):
+        dispatcher = numba.njit(**flags)(fn)
+        if cache and hasattr(dispatcher, "_cache"):  # not under NUMBA_DISABLE_JIT=1
+            try:
+                dispatcher._cache = _Cache(dispatcher.py_func)
+            except RuntimeError:  # no writable cache folder: numba found no locator
+                pass
+        return dispatcher
+
+    return decorate

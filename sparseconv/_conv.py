@@ -37,24 +37,24 @@ import numba
 import numpy as np
 
 from ._blas import dgemm, sgemm
-from ._config import PARALLEL, PARALLEL_BLAS, SERIAL
+from ._config import PARALLEL, PARALLEL_BLAS, SERIAL, jit
 from ._im2col import im2col_tile
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _add(dst, src, b):
     """dst[:] = src[:len(dst)] + b. Indices from 0 through slices: no wraparound, so it vectorises."""
     for k in range(dst.size):
         dst[k] = src[k] + b
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _fill(dst, value):
     for k in range(dst.size):
         dst[k] = value
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _pad_band(x, n, c0, c1, oh0, in_rows, top, left, wp, buf):
     """buf[c - c0, r, :] = input row oh0 + r - top of channel c of image n, zero-padded to width wp.
 
@@ -75,7 +75,7 @@ def _pad_band(x, n, c0, c1, oh0, in_rows, top, left, wp, buf):
                 _fill(buf[dst + left + width:dst + wp], 0)
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _scatter(res, ld, out, bias, m0, m1, q0, q1, p_img):
     """out[n, m, p] = res[m - m0, q - q0] + bias[m] for columns q = n*p_img + p in [q0, q1)."""
     q = q0
@@ -88,7 +88,7 @@ def _scatter(res, ld, out, bias, m0, m1, q0, q1, p_img):
         q += seg
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def taps_first(w, out):
     """out[i*kW + j, o, c] = w[o, c, i, j]: one (C_out, C_in/groups) matrix per kernel tap."""
     c_out, cin_g, kh, kw = w.shape
@@ -99,7 +99,7 @@ def taps_first(w, out):
                     out[i * kw + j, o, c] = w[o, c, i, j]
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def conv_direct(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw):
     """Grouped conv by direct loops, for groups too small for a GEMM (depthwise and the like).
 
@@ -150,7 +150,7 @@ def conv_direct(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw):
                 _add(out[n, o, oh], acc, 0)
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def conv_direct_shifted(x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, dw):
     """Stride-1 grouped conv by direct loops over whole padded planes (small images, depthwise).
 
@@ -190,7 +190,7 @@ def conv_direct_shifted(x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, 
 
 
 def _make_kernels(gemm):
-    @numba.njit(**PARALLEL_BLAS)
+    @jit(**PARALLEL_BLAS)
     def conv_im2col(x, w, bias, out, ws_cols, ws_out, groups, tile, m_blocks,
                     kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
         """out (N, C_out, P) = grouped conv of x (N, C_in, H, W) by w (C_out, Kg) + bias.
@@ -236,7 +236,7 @@ def _make_kernels(gemm):
                          res[(ma - m0) * n_cols:], n_cols, 0.0)
                 _scatter(res, n_cols, out, bias, m0, m1, q0, q1, p_img)
 
-    @numba.njit(**PARALLEL_BLAS)
+    @jit(**PARALLEL_BLAS)
     def conv_shifted(x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks,
                      kh, kw, dh, dw, top, left, wp, h_out, w_out, in_place):
         """Stride-1 grouped conv by shifted GEMMs on zero-padded input bands.
@@ -304,7 +304,7 @@ def _make_kernels(gemm):
                     d = (oh0 + r) * w_out
                     _add(out[n, m, d:d + w_out], res[(m - m0) * n_cols + r * wp:], bias[m])
 
-    @numba.njit(**PARALLEL_BLAS)
+    @jit(**PARALLEL_BLAS)
     def igc_secondary(y, wd, bias, out, tile):
         """out = P^T W_d P y for an IGCV1's 1x1 secondary group conv, the permutations folded into strides.
 
@@ -333,7 +333,7 @@ def _make_kernels(gemm):
                 _add(o_flat[base + l_ * m_groups * p_img:base + l_ * m_groups * p_img + cols],
                      o_flat[base + l_ * m_groups * p_img:], bias[l_ * m_groups + m])
 
-    @numba.njit(**PARALLEL_BLAS)
+    @jit(**PARALLEL_BLAS)
     def igc_fused(x, wt, wd, bias, out, ws_in, ws_mid, ws_res, band, kh, kw, dh, dw, top, left, wp, h_out,
                   w_out):
         """Stride-1 IGCV1 in one pass per band: primary group conv, secondary 1x1 group conv, both shuffles.

@@ -13,10 +13,10 @@ column matrix tile by tile without ever holding all of it.
 import numba
 import numpy as np
 
-from ._config import PARALLEL, SERIAL
+from ._config import PARALLEL, SERIAL, jit
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _valid_range(off, step, size, n_out):
     """Output indices o in [lo, hi) with 0 <= o*step + off < size."""
     lo = 0 if off >= 0 else (-off + step - 1) // step
@@ -26,7 +26,7 @@ def _valid_range(off, step, size, n_out):
     return lo, hi
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _segments(q0, q1, h_out, w_out):
     """Split columns q0..q1 into runs along one output row.
 
@@ -55,19 +55,19 @@ def _segments(q0, q1, h_out, w_out):
     return seg[:k]
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _zero(dst):
     for k in range(dst.size):
         dst[k] = 0
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _copy(dst, src):
     for k in range(dst.size):
         dst[k] = src[k]
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def im2col_tile(x, out, q0, q1, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
     """Write columns q0..q1 of the rows of channels c0..c1 into ``out``.
 
@@ -110,7 +110,7 @@ def im2col_tile(x, out, q0, q1, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w
                     _zero(row[t + b:t + ow1])
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def col2im_tile(cols, x, q0, q1, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
     """Adjoint of :func:`im2col_tile`: add the columns back into ``x`` (in place)."""
     height = x.shape[2]
@@ -138,7 +138,7 @@ def col2im_tile(cols, x, q0, q1, c0, c1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, 
                     q += ow1 - ow0
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def im2col_range(x, out, q0, q1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
     """Columns q0..q1 of the full column matrix, all channels, into ``out``.
 
@@ -160,7 +160,7 @@ def im2col_range(x, out, q0, q1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
         im2col_tile(x, block, a, b, c, c + 1, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out)
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def col2im_all(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
     """Add every column of ``cols`` back into ``x``; parallel over (image, channel)."""
     n_img = x.shape[0]

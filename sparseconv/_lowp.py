@@ -23,11 +23,11 @@
 import numba
 import numpy as np
 
-from ._config import PARALLEL, SERIAL
+from ._config import PARALLEL, SERIAL, jit
 from ._sparse import _task
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _dot4(w0, w1, w2, w3, x, acc_dtype):
     s0 = acc_dtype(0)
     s1 = acc_dtype(0)
@@ -42,7 +42,7 @@ def _dot4(w0, w1, w2, w3, x, acc_dtype):
     return s0, s1, s2, s3
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def int_gemm(wq, xq, out):
     """out (C_out, J) = wq (C_out, K) @ xq (J, K)^T on integers; wq's rows padded to a multiple of 4."""
     c_out, n_cols = out.shape
@@ -61,7 +61,7 @@ def int_gemm(wq, xq, out):
                 out[o0 + r, j] = s[r]
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def codebook_gemm(idx, codebook, cols, out, tile, row_blocks):
     """out[o, :] = sum_c codebook[o or 0, c] * bins[c] with bins[c] = sum of cols[k, :] where idx[o, k] = c.
 
@@ -187,14 +187,14 @@ else:
         return types.void(w32, o0, panel, res), codegen
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _quantize_u8(v, scale, qmax):
     """uint8(clip(rint(v / scale), -qmax, qmax) + 128)."""
     q = np.rint(v / scale)
     return np.uint8(np.int32(min(max(q, -qmax), qmax)) + 128)
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def pack_vnni_activations(cols, scale, qmax, out):
     """out[p, g, q] = the four bytes uint8(q_x[4g + t, p*COLS + q] + 128), t < 4, as one int32.
 
@@ -232,7 +232,7 @@ def pack_vnni_activations(cols, scale, qmax, out):
                         row[4 * q + t] = _quantize_u8(np.float64(src[q]), scale, qmax)
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def vnni_gemm(w32, rowsum, panels, out):
     """out (C_out, J) int32 = w (C_out, K) @ q_x on VNNI: the tiles minus 128 * the weight rows' sums.
 

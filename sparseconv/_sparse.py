@@ -15,10 +15,10 @@ used often enough, the tile is first copied into a compact block. Tasks are
 import numba
 import numpy as np
 
-from ._config import PARALLEL, SERIAL
+from ._config import PARALLEL, SERIAL, jit
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _pack(cols, c0, c1, packed):
     """packed[k, :c1-c0] = cols[k, c0:c1]: the tile as one compact block."""
     for k in range(cols.shape[0]):
@@ -28,7 +28,7 @@ def _pack(cols, c0, c1, packed):
             dst[j] = src[c0 + j]
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _task(task, row_blocks, tile, n_cols, n_rows):
     """Columns [c0, c1) and rows [r0, r1) of one task: (column tile) x (block of rows)."""
     c0 = (task // row_blocks) * tile
@@ -37,7 +37,7 @@ def _task(task, row_blocks, tile, n_cols, n_rows):
     return c0, min(c0 + tile, n_cols), r0, min(r0 + per, n_rows)
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _csr_rows(indptr, indices, data, src, off, w, r0, r1, out, c0):
     """out[r, c0:c0+w] = sum_p data[p] * src[indices[p], off:off+w] for rows r0..r1."""
     acc = np.empty(w, out.dtype)
@@ -66,7 +66,7 @@ def _csr_rows(indptr, indices, data, src, off, w, r0, r1, out, c0):
             dst[c0 + k] = acc[k]
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def csr_matmat(indptr, indices, data, cols, out, tile, row_blocks, pack):
     """out (R, T) = CSR (R, K) @ cols (K, T).
 
@@ -87,7 +87,7 @@ def csr_matmat(indptr, indices, data, cols, out, tile, row_blocks, pack):
             _csr_rows(indptr, indices, data, cols, c0, c1 - c0, r0, r1, out, c0)
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _bsr_rows(indptr, indices, data, src, off, w, b0, b1, out, c0):
     """Block rows b0..b1 of out[:, c0:c0+w] from BSR blocks and src[:, off:off+w]."""
     bh = data.shape[1]
@@ -113,7 +113,7 @@ def _bsr_rows(indptr, indices, data, src, off, w, b0, b1, out, c0):
                 dst[c0 + k] = a[k]
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def bsr_matmat(indptr, indices, data, cols, out, tile, row_blocks, pack):
     """out (R, T) = BSR (R, K) with blocks data (nnzb, bh, bw) @ cols (K, T); ``pack`` as for CSR."""
     n_tiles = (cols.shape[1] + tile - 1) // tile
@@ -127,7 +127,7 @@ def bsr_matmat(indptr, indices, data, cols, out, tile, row_blocks, pack):
             _bsr_rows(indptr, indices, data, cols, c0, c1 - c0, b0, b1, out, c0)
 
 
-@numba.njit(**SERIAL)
+@jit(**SERIAL)
 def _nm_rows(values, pos, n, m, src, off, w, r0, r1, out, c0):
     """out[r, c0:c0+w] for rows r0..r1 of an N:M matrix; column of entry q = (q // n)*m + pos."""
     per_row = values.shape[1]
@@ -156,7 +156,7 @@ def _nm_rows(values, pos, n, m, src, off, w, r0, r1, out, c0):
             dst[c0 + k] = acc[k]
 
 
-@numba.njit(**PARALLEL)
+@jit(**PARALLEL)
 def nm_matmat(values, pos, n, m, cols, out, tile, row_blocks, pack):
     """out (R, T) = N:M-sparse (R, K) @ cols (K, T); values/pos are (R, K/m*n); ``pack`` as for CSR."""
     n_tiles = (cols.shape[1] + tile - 1) // tile

@@ -1,0 +1,87 @@
+"""Compiled kernels are cached outside the package, so installs and uninstalls never leave files in it."""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import sparseconv
+from sparseconv import _config
+
+PACKAGE = pathlib.Path(sparseconv.__file__).resolve().parent
+
+RUN_KERNELS = """
+import numpy as np, sparseconv as sc
+from sparseconv import _config, _conv, _im2col, _sparse, _bits, _lowp
+x = np.random.default_rng(0).standard_normal((1, 8, 9, 9)).astype(np.float32)
+w = np.random.default_rng(1).standard_normal((4, 8, 3, 3)).astype(np.float32)
+sc.conv2d(x, w, padding=1, stride=2)
+sc.conv2d(x, sc.prune(w, 0.5), padding=1)
+cached = [d for m in (_conv, _im2col, _sparse, _bits, _lowp) for d in vars(m).values()
+          if getattr(d, "_cache", None) is not None and type(d._cache).__name__ == "_Cache"]
+assert cached, "no kernel is cached"
+for d in cached:
+    assert d._cache.cache_path.startswith(_config.cache_dir()), d._cache.cache_path
+print(len(cached))
+"""
+
+
+def _compiled_files(root):
+    return {p for p in root.rglob("*") if p.suffix in (".nbi", ".nbc")}
+
+
+def _run(code, **env):
+    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(PACKAGE), capture_output=True, text=True,
+                          env=dict(os.environ, **env), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_kernels_are_cached_in_the_cache_dir_not_the_package(tmp_path):
+    before = _compiled_files(PACKAGE)
+    out = _run(RUN_KERNELS, SPARSECONV_CACHE_DIR=str(tmp_path))
+    assert int(out) > 0
+    assert _compiled_files(tmp_path), "nothing was cached"
+    assert _compiled_files(PACKAGE) == before, "compiled kernels were written into the package"
+    # a second process loads them instead of compiling
+    hits = _run("import numpy as np, sparseconv as sc\nfrom sparseconv import _im2col\n"
+                "sc.conv2d(np.ones((1, 8, 9, 9), np.float32), np.ones((4, 8, 3, 3), np.float32), stride=2)\n"
+                "print(sum(_im2col.im2col_tile.stats.cache_hits.values()))", SPARSECONV_CACHE_DIR=str(tmp_path))
+    assert int(hits) >= 1
+
+
+@pytest.mark.slow
+def test_an_unwritable_cache_dir_compiles_in_memory(tmp_path):
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    code = ("import numpy as np, sparseconv as sc\n"
+            "y = sc.conv2d(np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32), padding=1)\n"
+            "print(float(y[0, 0, 2, 2]))")
+    assert float(_run(code, SPARSECONV_CACHE_DIR=str(blocked / "sub"))) == 18.0
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("SPARSECONV_CACHE_DIR", str(tmp_path / "mine"))
+    assert _config.cache_dir() == str(tmp_path / "mine")
+    monkeypatch.delenv("SPARSECONV_CACHE_DIR")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    assert _config.cache_dir() == str(tmp_path / "numba")
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    if sys.platform.startswith("linux"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        assert _config.cache_dir() == str(tmp_path / "xdg" / "sparseconv")
+    assert not _config.cache_dir().startswith(str(PACKAGE))
+
+
+def test_every_kernel_is_compiled_through_config():
+    """No module calls numba.njit/jit itself: flags and the cache location come from _config."""
+    direct = re.compile(r"\bnumba\.(njit|jit)\b|^\s*from numba import [^\n]*\b(njit|jit)\b|^\s*@(njit|jit)\b(?!\()",
+                        re.M)
+    offenders = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                 if p.name != "_config.py" and direct.search(p.read_text())]
+    assert offenders == []
