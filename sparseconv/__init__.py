@@ -5,21 +5,22 @@
 (:class:`Cost`) to compare them.
 """
 
-from .binary import BinaryWeight, binarize
-from .blockdiag import BlockDiagonalWeight, block_diagonal
-from .codebook import CodebookWeight, kmeans_quantize
 from .columns import col2im, conv_output_shape, im2col
 from .conv import DEFAULT_WORKSPACE, conv2d
 from .cost import Cost, conv_cost
 from .dense import DenseWeight
-from .igc import IGCV1, IGCV2, IGCV3, igcv1, igcv2, igcv3
-from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight, low_rank, reduce_channels,
-                      spatial_low_rank)
 from .operator import WeightOperator, as_operator, load, relative_error
 from .product import Permutation, ProductWeight, channel_shuffle_permutation, complementary, paths
+# The families register themselves on import, in the order they are listed (compare's tables, figures).
+from .binary import BinaryWeight, binarize
 from .quantize import QuantizedWeight, quantize
+from .codebook import CodebookWeight, kmeans_quantize
+from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight, low_rank, reduce_channels,
+                      spatial_low_rank)
 from .sparse import SparseWeight, prune
-from . import plot, reference, theory
+from .blockdiag import BlockDiagonalWeight, block_diagonal
+from .igc import IGCV1, IGCV2, IGCV3, igcv1, igcv2, igcv3
+from . import plot, reference, registry, theory
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ __all__ = [
     "quantize",
     "reduce_channels",
     "reference",
+    "registry",
     "relative_error",
     "spatial_low_rank",
     "theory",

@@ -29,6 +29,7 @@ from . import _bits
 from ._validation import as_weight
 from .cost import Cost
 from .operator import WeightOperator, _row_blocks
+from . import registry
 
 __all__ = ["BinaryWeight", "binarize"]
 
@@ -85,6 +86,8 @@ class BinaryWeight(WeightOperator):
     ``bitops`` per column, plus the scaling (2 multiplications and 1 addition
     per output) and K additions per column for K[j].
     """
+
+    torch_module = "BinaryConv2d"
 
     def __init__(self, bits, alpha, kernel_shape, activations="float", activation_scale=True):
         c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
@@ -208,3 +211,11 @@ def binarize(weight, scale="channel", activations="float", activation_scale=True
     else:
         alpha = np.ones(c_out)
     return BinaryWeight(pack_signs(matrix), alpha.astype(weight.dtype), weight.shape, activations, activation_scale)
+
+
+def _sweep(kernel_shape, quick):
+    return [("float activations", dict(activations="float")), ("binary activations", dict(activations="binary"))]
+
+
+registry.register(registry.Family("binary", binarize, (BinaryWeight,), _sweep,
+                                  "signs packed 64 to a word, alpha per channel (XNOR-Net)"))

@@ -16,6 +16,7 @@ import numpy as np
 from ._validation import as_weight
 from .dense import dense_cost, grouped_conv2d
 from .operator import WeightOperator
+from . import registry
 
 __all__ = ["BlockDiagonalWeight", "block_diagonal"]
 
@@ -45,6 +46,8 @@ class BlockDiagonalWeight(WeightOperator):
     touches the zero blocks. Cost per column: C_out * C_in/groups * kH*kW
     multiply-adds, 1/groups of the dense layer's.
     """
+
+    torch_module = "BlockDiagonalConv2d"
 
     def __init__(self, weight, groups):
         weight = as_weight(weight)
@@ -130,3 +133,13 @@ def block_diagonal(weight, groups):
         [weight[g * cout_g:(g + 1) * cout_g, g * cin_g:(g + 1) * cin_g] for g in range(groups)]
     )  # (C_out, C_in/groups, kH, kW)
     return BlockDiagonalWeight(grouped, groups)
+
+
+def _sweep(kernel_shape, quick):
+    c_out, c_in = kernel_shape[:2]
+    return [(f"groups {g}", dict(groups=g)) for g in ((2, 8) if quick else (2, 4, 8, 16, 32))
+            if c_in % g == 0 and c_out % g == 0]
+
+
+registry.register(registry.Family("block_diagonal", block_diagonal, (BlockDiagonalWeight,), _sweep,
+                                  "a group convolution: the diagonal blocks of W"))

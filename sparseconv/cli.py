@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+import sparseconv
+
 
 def _print_environment(env):
     print(f"\nthreads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
@@ -189,7 +191,8 @@ def build_parser():
                                                                      "trusted files only)")
     compare.add_argument("--inputs", metavar="FILE.npy", help="inputs of that layer, (N, C_in, H, W)")
     compare.add_argument("--finetune", action="store_true", help="also fine-tune the replaced layer (torch)")
-    compare.add_argument("--families", nargs="+", metavar="FAMILY", help="only these families")
+    compare.add_argument("--families", nargs="+", metavar="FAMILY", choices=sparseconv.registry.names(),
+                         help="only these families (the registry's: " + ", ".join(sparseconv.registry.names()) + ")")
     compare.set_defaults(func=_compare)
     study = sub.add_parser("study", help="equal-budget networks (regular, IGCV1/2/3, separable, low rank) on the "
                                          "digits, trained with torch",

@@ -23,6 +23,7 @@ from . import _lowp, _pack
 from ._validation import as_weight
 from .cost import Cost
 from .operator import WeightOperator, _row_blocks
+from . import registry
 
 __all__ = ["CodebookWeight", "kmeans_quantize"]
 
@@ -50,6 +51,8 @@ class CodebookWeight(WeightOperator):
     5 bits. ``cost``: per output, C_in*kH*kW additions into the bins, k
     multiplications and k - 1 additions to combine them.
     """
+
+    torch_module = "CodebookConv2d"
 
     def __init__(self, idx, codebook, kernel_shape):
         c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
@@ -185,3 +188,13 @@ def kmeans_quantize(weight, n_clusters=None, bits=None, per_channel=False, init=
         codebook, labels = _kmeans(w, k, init, seed)
         idx = labels.reshape(w.shape)
     return CodebookWeight(idx, codebook.astype(weight.dtype), weight.shape)
+
+
+def _sweep(kernel_shape, quick):
+    c_out, c_in, kh, kw = kernel_shape
+    clusters = (64, 8, 2) if quick else (256, 64, 16, 8, 4, 2)
+    return [(f"k={n}", dict(n_clusters=n)) for n in clusters if n <= c_out * c_in * kh * kw]
+
+
+registry.register(registry.Family("kmeans", kmeans_quantize, (CodebookWeight,), _sweep,
+                                  "k shared values (k-means) and a log2(k)-bit index per weight"))

@@ -47,6 +47,8 @@ class DenseWeight(WeightOperator):
     fused kernel; the other operators are compared against it.
     """
 
+    torch_module = "DenseConv2d"
+
     def __init__(self, weight):
         weight = as_array(weight, "weight")
         if weight.ndim != 4:

@@ -17,6 +17,7 @@ import numpy as np
 from ._validation import pair
 from .blockdiag import BlockDiagonalWeight
 from .product import Permutation, ProductWeight, channel_shuffle_permutation
+from . import registry
 
 __all__ = ["IGCV1", "IGCV2", "IGCV3", "igcv1", "igcv2", "igcv3"]
 
@@ -62,6 +63,8 @@ class IGCV1(ProductWeight):
     regular convolution followed by a per-channel scale; M = 1 is a depthwise
     convolution followed by a dense 1x1 (the Xception / MobileNet block).
     """
+
+    torch_module = "IGCV1Conv2d"
 
     def __init__(self, primary, secondary, L, M):
         L, M = _check(L, "L"), _check(M, "M")
@@ -208,6 +211,8 @@ class IGCV2(ProductWeight):
     :func:`sparseconv.complementary` tells what that achieves.
     Parameters: C S + C Σ K_l.
     """
+
+    torch_module = "IGCV2Conv2d"
 
     def __init__(self, depthwise, pointwise):
         depthwise = np.asarray(depthwise)
@@ -536,3 +541,43 @@ def igcv3(weight, expansion=6, groups=(2, 2), max_iter=100, tol=1e-9, seed=0):
     op = IGCV3(arrays[0], arrays[1], arrays[2], start.groups)
     op.history = history
     return op
+
+
+def _fit_iters(quick):
+    return 10 if quick else 40
+
+
+def _igcv1_sweep(kernel_shape, quick):
+    c_out, c_in = kernel_shape[:2]
+    if c_in != c_out:
+        return []
+    return [(f"L={L}, M={c_in // L}", dict(L=L, M=c_in // L, max_iter=_fit_iters(quick)))
+            for L in ((2, 8) if quick else (2, 4, 8, 16)) if c_in % L == 0 and L < c_in]
+
+
+def _igcv2_sweep(kernel_shape, quick):
+    c_out, c_in = kernel_shape[:2]
+    if c_in != c_out:
+        return []
+    designs = []
+    for n in ((2,) if quick else (2, 3, 4)):
+        root = round(c_in ** (1 / n))
+        if root > 1 and root ** n == c_in:
+            designs.append((root,) * n)
+    return [("K=" + "x".join(map(str, s)), dict(branch_sizes=s, max_iter=_fit_iters(quick)))
+            for s in designs or [(c_in,)]]
+
+
+def _igcv3_sweep(kernel_shape, quick):
+    c_out, c_in = kernel_shape[:2]
+    return [(f"t={t}, groups {g}", dict(expansion=t, groups=g, max_iter=_fit_iters(quick)))
+            for t, g in (((2, (2, 2)),) if quick else ((1, (2, 2)), (2, (2, 2)), (4, (2, 2)), (2, (4, 4))))
+            if c_in % g[0] == 0 and (c_in * t) % g[1] == 0 and c_out % g[1] == 0]
+
+
+registry.register(registry.Family("igcv1", igcv1, (IGCV1,), _igcv1_sweep,
+                                  "IGCV1: primary group conv, interleave, secondary 1 x 1 group conv"))
+registry.register(registry.Family("igcv2", igcv2, (IGCV2,), _igcv2_sweep,
+                                  "IGCV2: a depthwise conv and interleaved group 1 x 1 convs"))
+registry.register(registry.Family("igcv3", igcv3, (IGCV3,), _igcv3_sweep,
+                                  "IGCV3: expand by group 1 x 1, depthwise, reduce by group 1 x 1"))

@@ -16,6 +16,7 @@ import scipy.linalg
 from ._validation import Geometry, as_weight, count_or_fraction
 from .dense import DenseWeight, dense_cost
 from .operator import WeightOperator
+from . import registry
 
 __all__ = [
     "ChannelReducedWeight",
@@ -65,6 +66,8 @@ class LowRankWeight(WeightOperator):
     (U). Cost per column: r*C_in*kH*kW + C_out*r multiply-adds, against
     C_out*C_in*kH*kW for the dense layer.
     """
+
+    torch_module = "LowRankConv2d"
 
     def __init__(self, u, v, kernel_shape):
         u = np.ascontiguousarray(u)
@@ -174,6 +177,8 @@ class SpatialLowRankWeight(WeightOperator):
     vertical convolution's outputs counted at the output's size, exact for
     stride 1 and 'same' padding) against C_out*C_in*kH*kW.
     """
+
+    torch_module = "SpatialLowRankConv2d"
 
     def __init__(self, vertical, horizontal):
         vertical = np.ascontiguousarray(vertical)
@@ -285,6 +290,8 @@ class ChannelReducedWeight(WeightOperator):
     layer's.
     """
 
+    torch_module = "ChannelReducedConv2d"
+
     def __init__(self, small, keep_out, keep_in, kernel_shape):
         small = np.ascontiguousarray(small)
         self.keep_out = np.asarray(keep_out, dtype=np.int64)
@@ -383,3 +390,31 @@ def reduce_channels(weight, keep_out=None, keep_in=None, criterion="l1"):
     ko = _keep(out_norms, keep_out, "keep_out")
     ki = _keep(in_norms, keep_in, "keep_in")
     return ChannelReducedWeight(weight[np.ix_(ko, ki)], ko, ki, weight.shape)
+
+
+def _low_rank_sweep(kernel_shape, quick):
+    c_out, c_in, kh, kw = kernel_shape
+    full = min(c_out, c_in * kh * kw)
+    ranks = sorted({max(1, full // d) for d in ((2, 8) if quick else (2, 4, 8, 16))}, reverse=True)
+    return [(f"rank {r}", dict(rank=r)) for r in ranks]
+
+
+def _spatial_sweep(kernel_shape, quick):
+    c_out, c_in, kh, kw = kernel_shape
+    if kh == 1 or kw == 1:
+        return []
+    full = min(c_in * kh, c_out * kw)
+    return [(f"rank {r}", dict(rank=r))
+            for r in sorted({max(1, full // d) for d in ((2, 8) if quick else (2, 4, 8))}, reverse=True)]
+
+
+def _reduce_sweep(kernel_shape, quick):
+    return [(f"keep {f:.0%}", dict(keep_out=f, keep_in=f)) for f in ((0.5,) if quick else (0.75, 0.5, 0.25))]
+
+
+registry.register(registry.Family("low_rank", low_rank, (LowRankWeight,), _low_rank_sweep,
+                                  "truncated SVD: a kH x kW conv to r channels, then 1 x 1"))
+registry.register(registry.Family("spatial_low_rank", spatial_low_rank, (SpatialLowRankWeight,), _spatial_sweep,
+                                  "kH x 1 filters to r channels, then 1 x kW (Jaderberg et al.)"))
+registry.register(registry.Family("reduce_channels", reduce_channels, (ChannelReducedWeight,), _reduce_sweep,
+                                  "the smaller dense layer on the kept input and output channels"))

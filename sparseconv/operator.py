@@ -39,6 +39,10 @@ class WeightOperator(LinearOperator):
     dtype : numpy dtype (float32 or float64)
     """
 
+    #: the :mod:`sparseconv.torch.modules` class that runs this operator in torch ("Name", or
+    #: "package.module:Class"); None: its dense weight (see :mod:`sparseconv.registry`)
+    torch_module = None
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls

@@ -48,6 +48,8 @@ class Permutation(WeightOperator):
     its cost is the copy it makes, ``bytes_moved`` = 2*C*n_cols*itemsize.
     """
 
+    torch_module = "ChannelPermute"
+
     def __init__(self, perm, dtype=np.float32):
         perm = np.asarray(perm)
         if perm.ndim != 1 or perm.dtype.kind not in "iu" or not np.array_equal(np.sort(perm), np.arange(perm.size)):
@@ -132,6 +134,8 @@ class ProductWeight(WeightOperator):
     ``bytes_moved``. ``conv2d`` runs the factors one after another with
     their own kernels.
     """
+
+    torch_module = "ProductConv2d"
 
     def __init__(self, factors):
         factors = list(factors)

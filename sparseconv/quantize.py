@@ -30,6 +30,7 @@ from . import _lowp, _pack
 from ._validation import as_array, as_weight
 from .cost import Cost
 from .operator import WeightOperator
+from . import registry
 
 __all__ = ["QuantizedWeight", "quantize"]
 
@@ -96,6 +97,8 @@ class QuantizedWeight(WeightOperator):
     8 // b to a byte when b <= 4, else one per uint8 (b <= 8) or uint16;
     plus scale and zero point. ``nbytes`` counts exactly that.
     """
+
+    torch_module = "QuantConv2d"
 
     def __init__(self, codes, scale, zero_point, bits, scheme, kernel_shape, activations=None,
                  dtype=np.float32):
@@ -319,3 +322,11 @@ def quantize(weight, bits=8, scheme="symmetric", per_channel=True, activations=N
         codes = np.clip(np.rint(w / safe[:, None]) + zero_point[:, None], 0, qmax)
     return QuantizedWeight(codes.astype(np.int64), scale, zero_point, bits, scheme, weight.shape, activations,
                            weight.dtype)
+
+
+def _sweep(kernel_shape, quick):
+    return [(f"{b} bits", dict(bits=b)) for b in ((8, 4, 2) if quick else (8, 6, 4, 3, 2))]
+
+
+registry.register(registry.Family("quantize", quantize, (QuantizedWeight,), _sweep,
+                                  "integer codes of 2-16 bits, scale and zero point per channel"))

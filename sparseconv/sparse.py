@@ -23,6 +23,7 @@ from . import _sparse
 from ._validation import as_weight, count_or_fraction
 from .cost import Cost
 from .operator import WeightOperator
+from . import registry
 
 __all__ = ["STRUCTURES", "SparseWeight", "prune"]
 
@@ -58,6 +59,8 @@ class SparseWeight(WeightOperator):
     ``num_params`` counts stored values; ``nbytes`` adds the index arrays;
     the cost is one multiply-add per stored value per column.
     """
+
+    torch_module = "SparseConv2d"
 
     def __init__(self, kernel_shape, format, arrays, structure="given"):
         if format not in _FORMATS:
@@ -257,3 +260,18 @@ def prune(weight, amount=None, structure="unstructured", block=(4, 4), n=2, m=4)
     arrays = {"values": values.reshape(c_out, -1), "pos": pos.reshape(c_out, -1).astype(np.uint8),
               "nm": np.array([n, m], np.int64)}
     return SparseWeight(weight.shape, "nm", arrays, structure)
+
+
+def _sweep(kernel_shape, quick):
+    c_out, c_in, kh, kw = kernel_shape
+    points = [(f"unstructured {a:.0%}", dict(amount=a)) for a in ((0.5, 0.9) if quick else (0.5, 0.75, 0.9, 0.95))]
+    if not quick:
+        points += [("channel 50%", dict(amount=0.5, structure="channel")),
+                   ("block 4x4 75%", dict(amount=0.75, structure="block", block=(4, 4)))]
+    if (c_in * kh * kw) % 4 == 0:
+        points.append(("2:4", dict(structure="n:m", n=2, m=4)))
+    return points
+
+
+registry.register(registry.Family("prune", prune, (SparseWeight,), _sweep,
+                                  "pruned weights: CSR, BSR (kernels, blocks) or compact N:M"))

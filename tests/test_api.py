@@ -45,6 +45,7 @@ PUBLIC = [
     "quantize",
     "reduce_channels",
     "reference",
+    "registry",
     "relative_error",
     "spatial_low_rank",
     "theory",

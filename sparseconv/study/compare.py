@@ -24,69 +24,20 @@ import sparseconv as sc
 
 __all__ = ["FAMILIES", "compare", "load_layer", "pareto", "sweep"]
 
-FAMILIES = ("binary", "quantize", "kmeans", "low_rank", "spatial_low_rank", "reduce_channels", "prune",
-            "block_diagonal", "igcv1", "igcv2", "igcv3")
-
-
-def _divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
+def __getattr__(name):
+    if name == "FAMILIES":  # the registry's, read when asked, so that families registered later appear
+        return sc.registry.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sweep(kernel_shape, quick=False):
     """The (family, label, parameters) points for a layer of ``kernel_shape``, cheapest budget last per family.
 
-    IGC designs need C_in = C_out (IGCV1, IGCV2) and divisibility; points
-    the layer cannot take are left out.
+    Each registered family's own ``sweep`` (:mod:`sparseconv.registry`) says
+    which budgets it tries; points the layer cannot take (IGCV1 and IGCV2
+    need C_in = C_out, groups must divide) are left out by the family.
     """
-    c_out, c_in, kh, kw = kernel_shape
-    k = c_in * kh * kw
-    points = [("binary", "float activations", dict(activations="float")),
-              ("binary", "binary activations", dict(activations="binary"))]
-    points += [("quantize", f"{b} bits", dict(bits=b)) for b in ((8, 4, 2) if quick else (8, 6, 4, 3, 2))]
-    clusters = (64, 8, 2) if quick else (256, 64, 16, 8, 4, 2)
-    points += [("kmeans", f"k={n}", dict(n_clusters=n)) for n in clusters if n <= c_out * k]
-    full = min(c_out, k)
-    ranks = sorted({max(1, full // d) for d in ((2, 8) if quick else (2, 4, 8, 16))}, reverse=True)
-    points += [("low_rank", f"rank {r}", dict(rank=r)) for r in ranks]
-    spatial = min(c_in * kh, c_out * kw)
-    if kh > 1 and kw > 1:
-        points += [("spatial_low_rank", f"rank {r}", dict(rank=r))
-                   for r in sorted({max(1, spatial // d) for d in ((2, 8) if quick else (2, 4, 8))}, reverse=True)]
-    fractions = (0.5,) if quick else (0.75, 0.5, 0.25)
-    points += [("reduce_channels", f"keep {f:.0%}", dict(keep_out=f, keep_in=f)) for f in fractions]
-    amounts = (0.5, 0.9) if quick else (0.5, 0.75, 0.9, 0.95)
-    points += [("prune", f"unstructured {a:.0%}", dict(amount=a)) for a in amounts]
-    if not quick:
-        points += [("prune", "channel 50%", dict(amount=0.5, structure="channel")),
-                   ("prune", "block 4x4 75%", dict(amount=0.75, structure="block", block=(4, 4)))]
-    if k % 4 == 0:
-        points.append(("prune", "2:4", dict(structure="n:m", n=2, m=4)))
-    groups = [g for g in ((2, 8) if quick else (2, 4, 8, 16, 32)) if c_in % g == 0 and c_out % g == 0]
-    points += [("block_diagonal", f"groups {g}", dict(groups=g)) for g in groups]
-    iters = 10 if quick else 40
-    if c_in == c_out:
-        C = c_in
-        for L in ((2, 8) if quick else (2, 4, 8, 16)):
-            if C % L == 0 and L < C:
-                points.append(("igcv1", f"L={L}, M={C // L}", dict(L=L, M=C // L, max_iter=iters)))
-        designs = []
-        for n in ((2,) if quick else (2, 3, 4)):
-            root = round(C ** (1 / n))
-            if root > 1 and root ** n == C:
-                designs.append((root,) * n)
-        if not designs:
-            designs = [(C,)]
-        points += [("igcv2", "K=" + "x".join(map(str, s)), dict(branch_sizes=s, max_iter=iters)) for s in designs]
-    for t, g in (((2, (2, 2)),) if quick else ((1, (2, 2)), (2, (2, 2)), (4, (2, 2)), (2, (4, 4)))):
-        E = c_in * t
-        if c_in % g[0] == 0 and E % g[1] == 0 and c_out % g[1] == 0:
-            points.append(("igcv3", f"t={t}, groups {g}", dict(expansion=t, groups=g, max_iter=iters)))
-    return points
-
-
-_BUILD = {"binary": sc.binarize, "quantize": sc.quantize, "kmeans": sc.kmeans_quantize, "low_rank": sc.low_rank,
-          "spatial_low_rank": sc.spatial_low_rank, "reduce_channels": sc.reduce_channels, "prune": sc.prune,
-          "block_diagonal": sc.block_diagonal, "igcv1": sc.igcv1, "igcv2": sc.igcv2, "igcv3": sc.igcv3}
+    return [(f.name, label, params) for f in sc.registry.families() for label, params in f.points(kernel_shape, quick)]
 
 
 def _median_time(fn, repeat):
@@ -195,9 +146,9 @@ def compare(weight=None, inputs=None, quick=False, finetune=False, families=None
     if inputs.ndim != 4 or inputs.shape[1] != weight.shape[1]:
         raise ValueError(f"inputs must be (N, C_in={weight.shape[1]}, H, W), got {inputs.shape}")
     if families is not None:
-        unknown = sorted(set(families) - set(FAMILIES))
+        unknown = sorted(set(families) - set(sc.registry.names()))
         if unknown:
-            raise ValueError(f"unknown families {unknown}; choose from {list(FAMILIES)}")
+            raise ValueError(f"unknown families {unknown}; choose from {list(sc.registry.names())}")
     points = [p for p in sweep(weight.shape, quick) if families is None or p[0] in families]
     repeat = repeat or (3 if quick else 5)
     timing_x = inputs[:16 if quick else 64]
@@ -223,7 +174,7 @@ def _point(family, label, params, weight, inputs, inputs_name, reference, timing
     """One record of :func:`compare`."""
     from .network import accuracy
 
-    op = _BUILD[family](weight, **params)
+    op = sc.registry.family(family).build(weight, **params)
     cost = sc.conv_cost(op, per_image, padding=1)
     t = _median_time(lambda: sc.conv2d(timing_x, op, padding=1), repeat)
     rec = {"family": family, "label": label,

@@ -6,6 +6,7 @@ gives back an operator (``to_operator()``), and runs the same computation as
 parameters are ``nn.Parameter``, index and mask arrays are buffers.
 """
 
+import importlib
 import math
 
 import numpy as np
@@ -13,11 +14,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import functional as SF
+from . import _ops as SF
 
 __all__ = ["BinaryConv2d", "BlockDiagonalConv2d", "ChannelPermute", "ChannelReducedConv2d", "CodebookConv2d",
            "DenseConv2d", "IGCV1Conv2d", "IGCV2Conv2d", "IGCV3Block", "LowRankConv2d", "ProductConv2d",
-           "QuantConv2d", "SparseConv2d", "SpatialLowRankConv2d"]
+           "QuantConv2d", "SparseConv2d", "SpatialLowRankConv2d", "module_class", "module_for"]
 
 
 def _param(a):
@@ -55,6 +56,11 @@ class _Geometry(nn.Module):
         super().__init__()
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.bias = None if bias is None else nn.Parameter(torch.as_tensor(bias).clone())
+
+    @classmethod
+    def from_operator(cls, op, stride=1, padding=0, dilation=1, bias=None):
+        """The module that runs ``op`` with this geometry and bias."""
+        return cls(op, stride, padding, dilation, bias)
 
     def _finish(self, y):
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1).to(y.dtype)
@@ -309,6 +315,15 @@ class ChannelPermute(nn.Module):
         super().__init__()
         self.register_buffer("perm", _buffer(op.perm))
 
+    @classmethod
+    def from_operator(cls, op, stride=1, padding=0, dilation=1, bias=None):
+        """An index where the geometry leaves pixels in place; else the permutation's dense 1x1 conv."""
+        if stride not in (1, (1, 1)) or padding not in (0, (0, 0), "valid", "same"):  # a 1x1 kernel moves pixels
+            from .. import DenseWeight
+
+            return DenseConv2d(DenseWeight(op.to_weight()), stride, padding, dilation, bias)
+        return with_bias(cls(op), bias)
+
     def forward(self, x):
         return x[:, self.perm]
 
@@ -323,16 +338,14 @@ class ProductConv2d(_Geometry):
     run at the input's resolution, the spatial one with the stride, padding and dilation."""
 
     def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
-        from .convert import from_operator
-
         from .. import IGCV3
 
         super().__init__(stride, padding, dilation, bias)
         self.igcv3_groups = op.groups if isinstance(op, IGCV3) else None  # to give back an IGCV3, not a product
         pre, spatial, post = op._split()
-        self.pre = nn.ModuleList(from_operator(f) for f in pre)
-        self.spatial = None if spatial is None else from_operator(spatial, stride, padding, dilation)
-        self.post = nn.ModuleList(from_operator(f) for f in post)
+        self.pre = nn.ModuleList(module_for(f) for f in pre)
+        self.spatial = None if spatial is None else module_for(spatial, stride, padding, dilation)
+        self.post = nn.ModuleList(module_for(f) for f in post)
 
     def forward(self, x):
         for f in self.pre:
@@ -345,10 +358,9 @@ class ProductConv2d(_Geometry):
 
     def to_operator(self):
         from .. import ProductWeight
-        from .convert import to_operator
 
         applied = list(self.pre) + ([self.spatial] if self.spatial is not None else []) + list(self.post)
-        factors = [to_operator(m) for m in applied[::-1]]
+        factors = [m.to_operator() for m in applied[::-1]]
         if self.igcv3_groups is not None:
             from .. import IGCV3
 
@@ -395,13 +407,13 @@ class IGCV1Conv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(L * M)) if bias else None
 
     @classmethod
-    def from_operator(cls, op, stride=1, padding=0, dilation=1):
+    def from_operator(cls, op, stride=1, padding=0, dilation=1, bias=None):
         kh, kw = op.kernel_shape[2:]
         m = cls(op.L * op.M, op.L, op.M, (kh, kw), stride, padding, dilation).to(_torch_dtype(op))
         with torch.no_grad():
             m.primary.copy_(torch.from_numpy(op.primary.weight))
             m.secondary.copy_(torch.from_numpy(op.secondary.weight))
-        return m
+        return with_bias(m, bias)
 
     def forward(self, x):
         y = SF.igc_conv2d(x, self.primary, self.secondary, self.L, self.M, self.stride, self.padding, self.dilation)
@@ -453,14 +465,14 @@ class IGCV2Conv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(C)) if bias else None
 
     @classmethod
-    def from_operator(cls, op, stride=1, padding=0, dilation=1):
+    def from_operator(cls, op, stride=1, padding=0, dilation=1, bias=None):
         kh, kw = op.kernel_shape[2:]
         m = cls(op.kernel_shape[0], op.branch_sizes, (kh, kw), stride, padding, dilation).to(_torch_dtype(op))
         with torch.no_grad():
             m.depthwise.copy_(torch.from_numpy(op.depthwise.weight))
             for p, f in zip(m.pointwise, op.pointwise):
                 p.copy_(torch.from_numpy(f.weight))
-        return m
+        return with_bias(m, bias)
 
     def forward(self, x):
         y = SF.conv2d(x, self.depthwise, None, self.stride, self.padding, self.dilation, groups=self.channels)
@@ -522,3 +534,48 @@ class IGCV3Block(nn.Module):
 
         return IGCV3(_numpy(self.expand.weight), _numpy(self.depthwise.weight), _numpy(self.reduce.weight),
                      self.groups)
+
+
+class _WithBias(nn.Module):
+    """A module without a bias of its own, plus one."""
+
+    def __init__(self, inner, bias):
+        super().__init__()
+        self.inner = inner
+        self.bias = nn.Parameter(torch.as_tensor(bias).clone())
+
+    def forward(self, x):
+        return self.inner(x) + self.bias.view(1, -1, 1, 1).to(x.dtype)
+
+    def to_operator(self):
+        return self.inner.to_operator()
+
+
+def with_bias(module, bias):
+    """``module`` itself without a bias, else the module plus a trainable bias."""
+    return module if bias is None else _WithBias(module, bias)
+
+
+def module_class(op):
+    """The module class an operator's class names (``torch_module``), or None: it runs as its dense weight.
+
+    A plain name is a class of this module; ``"package.module:Class"`` is
+    imported (how a family defined outside sparseconv maps to torch).
+    """
+    name = type(op).torch_module
+    if name is None:
+        return None
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return globals()[name]
+
+
+def module_for(op, stride=1, padding=0, dilation=1, bias=None):
+    """The trainable module that computes ``sparseconv.conv2d(x, op, bias, stride, padding, dilation)``."""
+    cls = module_class(op)
+    if cls is None:
+        from .. import DenseWeight
+
+        return DenseConv2d(DenseWeight(op.to_weight()), stride, padding, dilation, bias)
+    return cls.from_operator(op, stride, padding, dilation, bias)

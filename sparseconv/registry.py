@@ -1,0 +1,99 @@
+"""The family registry: every compression family declares itself once, in its own module.
+
+A family is a way to make the weight matrix cheaper. Its module defines the
+operator class, the constructor, the cost and a readable NumPy twin, and
+ends with a :func:`register` call that says what the rest of the library
+needs to know:
+
+- ``name``: the method string users pass (``"quantize"``, ``"igcv1"``);
+- ``build(weight, **params)``: the constructor from a dense weight;
+- ``operators``: the operator classes it makes;
+- ``sweep(kernel_shape, quick)``: the budgets ``sparseconv compare`` tries
+  on a layer, as (label, params) pairs (an empty list where the family
+  cannot represent the layer).
+
+How an operator runs in torch is declared on its class, as the name of a
+:mod:`sparseconv.torch.modules` class (``torch_module = "QuantConv2d"``) or
+``"package.module:Class"`` for a module class defined elsewhere; ``None``
+runs its dense weight. ``sparseconv.torch`` (``operator_conv2d``,
+``from_operator``, ``from_conv``, ``compress``), ``compare`` and the CLI read
+this registry, so a new family touches no other file::
+
+    import sparseconv as sc
+    sc.registry.register(sc.registry.Family(
+        "half", build=lambda w, keep=0.5: ..., operators=(MyWeight,),
+        sweep=lambda kernel_shape, quick: [("keep 50%", {"keep": 0.5})]))
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+__all__ = ["Family", "families", "family", "names", "register", "unregister"]
+
+_FAMILIES = {}
+
+
+@dataclass(frozen=True)
+class Family:
+    """A compression family: how to build it, what it makes, which budgets ``compare`` sweeps.
+
+    Attributes
+    ----------
+    name : str
+        The method string (``from_conv(conv, name)``, ``compare --families name``).
+    build : callable
+        ``build(weight, **params) -> WeightOperator``, weight (C_out, C_in, kH, kW).
+    operators : tuple of type
+        The operator classes ``build`` returns.
+    sweep : callable, optional
+        ``sweep(kernel_shape, quick) -> [(label, params), ...]``, most expensive
+        budget first; None: the family is not part of ``compare``.
+    summary : str
+        One line for listings (``sparseconv compare --help``, the docs).
+    """
+
+    name: str
+    build: Callable
+    operators: tuple
+    sweep: Optional[Callable] = None
+    summary: str = ""
+
+    def points(self, kernel_shape, quick=False):
+        """The (label, params) budgets for a layer of ``kernel_shape`` (none without a sweep)."""
+        return [] if self.sweep is None else list(self.sweep(tuple(int(v) for v in kernel_shape), bool(quick)))
+
+
+def register(family):
+    """Add ``family`` to the registry (its name must be new); return it."""
+    if not isinstance(family, Family):
+        raise TypeError(f"family must be a sparseconv.registry.Family, got {type(family).__name__}")
+    if not isinstance(family.name, str) or not family.name.isidentifier():
+        raise ValueError(f"a family's name must be an identifier string, got {family.name!r}")
+    if family.name in _FAMILIES:
+        raise ValueError(f"a family named {family.name!r} is already registered")
+    if not callable(family.build):
+        raise TypeError(f"family {family.name!r}: build must be callable")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def unregister(name):
+    """Remove the family called ``name`` (for tests and experiments); return it."""
+    return _FAMILIES.pop(family(name).name)
+
+
+def families():
+    """Every registered family, in the order they were registered."""
+    return tuple(_FAMILIES.values())
+
+
+def names():
+    """The registered families' names, in order."""
+    return tuple(_FAMILIES)
+
+
+def family(name):
+    """The family called ``name``; ValueError listing the known ones otherwise."""
+    if not isinstance(name, str) or name not in _FAMILIES:
+        raise ValueError(f"unknown family {name!r}; choose from {list(_FAMILIES)}")
+    return _FAMILIES[name]
