@@ -104,9 +104,16 @@ class BinaryWeight(WeightOperator):
         self.bits = np.ascontiguousarray(bits)
         self.alpha = np.ascontiguousarray(alpha)
         super().__init__(kernel_shape, alpha.dtype)
-        rows = -(-c_out // _bits.ROWS) * _bits.ROWS  # the XNOR kernel works on whole tiles of rows
-        self._padded = np.zeros((rows, self.bits.shape[1]), np.uint64)
-        self._padded[:c_out] = self.bits
+
+    def _padded_bits(self):
+        """The signs padded with zero rows to whole tiles of the XNOR kernel (a decoded copy)."""
+        def make():
+            rows = -(-self.shape[0] // _bits.ROWS) * _bits.ROWS
+            padded = np.zeros((rows, self.bits.shape[1]), np.uint64)
+            padded[:self.shape[0]] = self.bits
+            return padded
+
+        return self._cached("padded", make)
 
     @property
     def signs(self):
@@ -132,7 +139,7 @@ class BinaryWeight(WeightOperator):
             xbits = np.empty((panels, self.bits.shape[1], _bits.PANEL), np.uint64)
             _bits.pack_columns(cols, xbits)
             dots = np.empty((c_out, n), np.int32)
-            _bits.xnor_gemm(self._padded, xbits, k, dots)
+            _bits.xnor_gemm(self._padded_bits(), xbits, k, dots)
             out = dots * self.alpha.astype(cols.dtype)[:, None]
             if self.activation_scale:
                 out *= np.abs(cols).mean(axis=0)[None, :]

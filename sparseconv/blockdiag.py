@@ -55,7 +55,6 @@ class BlockDiagonalWeight(WeightOperator):
         self.groups = _check_groups(groups, cin_g * groups, c_out)
         self.weight = weight
         super().__init__((c_out, cin_g * self.groups, kh, kw), weight.dtype)
-        self._taps = None
 
     @classmethod
     def from_group_weight(cls, weight, groups):

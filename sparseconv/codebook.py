@@ -74,8 +74,11 @@ class CodebookWeight(WeightOperator):
         self.codebook = np.ascontiguousarray(codebook)
         self.index_bits = _index_bits(k)
         self.packed = _pack.pack(idx.astype(np.uint8), self.index_bits)
-        self._idx = np.ascontiguousarray(idx, dtype=np.uint8)
         super().__init__(kernel_shape, codebook.dtype)
+
+    def _idx(self):
+        """The indices unpacked to one uint8 each, for the kernel: a decoded copy (``cache_nbytes``)."""
+        return self._cached("idx", lambda: np.ascontiguousarray(self.idx))
 
     @property
     def n_clusters(self):
@@ -88,15 +91,15 @@ class CodebookWeight(WeightOperator):
 
     def to_dense(self):
         if self.codebook.ndim == 1:
-            return self.codebook[self._idx]
-        return np.take_along_axis(self.codebook, self._idx.astype(np.intp), axis=1)
+            return self.codebook[self._idx()]
+        return np.take_along_axis(self.codebook, self._idx().astype(np.intp), axis=1)
 
     def _matmat(self, cols):
         cols = np.ascontiguousarray(cols, dtype=np.result_type(cols.dtype, self.dtype))
         out = np.empty((self.shape[0], cols.shape[1]), cols.dtype)
         table = np.ascontiguousarray(self.codebook.reshape(-1, self.n_clusters), dtype=cols.dtype)
         with numba.parallel_chunksize(1):
-            _lowp.codebook_gemm(self._idx, table, cols, out, _TILE, _row_blocks(self.shape[0], cols.shape[1], _TILE))
+            _lowp.codebook_gemm(self._idx(), table, cols, out, _TILE, _row_blocks(self.shape[0], cols.shape[1], _TILE))
         return out
 
     def _rmatmat(self, y):
@@ -119,11 +122,16 @@ class CodebookWeight(WeightOperator):
                     bytes_moved=self.nbytes + k_in * n * isz + c_out * n * isz)
 
     def _state(self):
-        return {"idx": self.idx, "codebook": self.codebook}
+        return {"packed": self.packed, "codebook": self.codebook}
 
     @classmethod
     def _from_state(cls, state, kernel_shape):
-        return cls(state["idx"], state["codebook"], kernel_shape)
+        if "packed" in state:  # format 2: the indices as stored, at their bit width
+            k = state["codebook"].shape[-1]
+            idx = _pack.unpack(state["packed"], _index_bits(k), kernel_shape[1] * kernel_shape[2] * kernel_shape[3])
+        else:  # format 1 (sparseconv 0.1.0) wrote them unpacked
+            idx = state["idx"]
+        return cls(idx, state["codebook"], kernel_shape)
 
 
 def _kmeans(values, k, init, seed):

@@ -27,9 +27,8 @@ def grouped_conv2d(op, groups, x, geom, bias, workspace):
     from .conv import dense_conv2d, tap_major
 
     weight = op.weight.astype(x.dtype, copy=False)
-    if op._taps is None or op._taps.dtype != x.dtype:
-        op._taps = tap_major(weight)  # the stride-1 kernel's layout, made once
-    return dense_conv2d(x, weight, bias, geom, groups, workspace, taps=op._taps)
+    taps = op._cached(("taps", x.dtype.str), lambda: tap_major(weight))  # the stride-1 kernel's layout
+    return dense_conv2d(x, weight, bias, geom, groups, workspace, taps=taps)
 
 
 class DenseWeight(WeightOperator):
@@ -54,7 +53,6 @@ class DenseWeight(WeightOperator):
         if weight.ndim != 4:
             raise ValueError(f"weight must be 4-D (C_out, C_in, kH, kW), got shape {weight.shape}")
         self.weight = np.array(weight, dtype=float_dtype(weight.dtype, "weight"), order="C")
-        self._taps = None
         super().__init__(self.weight.shape, self.weight.dtype)
 
     @property

@@ -42,6 +42,11 @@ def _check(value, name):
     return int(value)
 
 
+def _weight_factors(op):
+    """An IGC design's stored factors: its group convolutions (the permutations follow from the design)."""
+    return [f for f in op.factors if not isinstance(f, Permutation)]
+
+
 class IGCV1(ProductWeight):
     """IGCV1 (L, M) on G = L*M channels: W = P^T W_d P W_p.
 
@@ -65,6 +70,7 @@ class IGCV1(ProductWeight):
     """
 
     torch_module = "IGCV1Conv2d"
+    _stored_factors = _weight_factors
 
     def __init__(self, primary, secondary, L, M):
         L, M = _check(L, "L"), _check(M, "M")
@@ -79,7 +85,6 @@ class IGCV1(ProductWeight):
         self.primary = BlockDiagonalWeight(primary, L)
         self.secondary = BlockDiagonalWeight(secondary, M)
         self.permutation = channel_shuffle_permutation(G, L)
-        self._fused_weights = None
         super().__init__([self.permutation.inverse(), self.secondary, self.permutation, self.primary])
 
     @classmethod
@@ -124,11 +129,9 @@ class IGCV1(ProductWeight):
         sizes = self._fused_sizes(x.shape, geom)
         if n_threads * sum(sizes) * x.dtype.itemsize > workspace:
             return None
-        if self._fused_weights is None or self._fused_weights[0].dtype != x.dtype:
-            self._fused_weights = (tap_major(np.ascontiguousarray(self.primary.weight, dtype=x.dtype)),
-                                   np.ascontiguousarray(self.secondary.weight.reshape(self.M, self.L, self.L),
-                                                        dtype=x.dtype))
-        wt, wd = self._fused_weights
+        wt, wd = self._cached(("fused", x.dtype.str), lambda: (
+            tap_major(np.ascontiguousarray(self.primary.weight, dtype=x.dtype)),
+            np.ascontiguousarray(self.secondary.weight.reshape(self.M, self.L, self.L), dtype=x.dtype)))
         out = np.empty((n_img, g, geom.h_out * geom.w_out), x.dtype)  # (N, G, H_out*W_out)
         bias = np.zeros(g, x.dtype) if bias is None else bias
         ws = [np.empty((n_threads, size), x.dtype) for size in sizes]
@@ -213,6 +216,7 @@ class IGCV2(ProductWeight):
     """
 
     torch_module = "IGCV2Conv2d"
+    _stored_factors = _weight_factors
 
     def __init__(self, depthwise, pointwise):
         depthwise = np.asarray(depthwise)
@@ -299,6 +303,8 @@ class IGCV3(ProductWeight):
     super-channels (loose) when G1, G2 > 1 and every G2 group receives
     channels of all G1 groups. Parameters: E C_in/G1 + E S + C_out E/G2.
     """
+
+    _stored_factors = _weight_factors
 
     def __init__(self, expand, depthwise, reduce, groups):
         G1, G2 = (_check(g, "groups") for g in groups)

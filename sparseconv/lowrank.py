@@ -80,7 +80,6 @@ class LowRankWeight(WeightOperator):
             )
         self.u, self.v = u, v
         super().__init__(kernel_shape, u.dtype)
-        self._convs = None
 
     @property
     def rank(self):
@@ -115,9 +114,8 @@ class LowRankWeight(WeightOperator):
         return first + second
 
     def _conv2d(self, x, geom, bias, workspace):
-        if self._convs is None or self._convs[0].dtype != x.dtype:
-            self._convs = tuple(DenseWeight(w.astype(x.dtype)) for w in self.as_convs())
-        first, second = self._convs
+        first, second = self._cached(("convs", x.dtype.str),
+                                     lambda: tuple(DenseWeight(w.astype(x.dtype)) for w in self.as_convs()))
         y = first._conv2d(x, geom, None, workspace)
         pointwise = Geometry(geom.h_out, geom.w_out, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1)
         return second._conv2d(y, pointwise, bias, workspace)
@@ -190,7 +188,6 @@ class SpatialLowRankWeight(WeightOperator):
         self.vertical, self.horizontal = vertical, horizontal
         r, c_in, kh, _ = vertical.shape
         super().__init__((horizontal.shape[0], c_in, kh, horizontal.shape[3]), vertical.dtype)
-        self._convs = None
 
     @property
     def rank(self):
@@ -224,9 +221,8 @@ class SpatialLowRankWeight(WeightOperator):
         return first + second
 
     def _conv2d(self, x, geom, bias, workspace):
-        if self._convs is None or self._convs[0].dtype != x.dtype:
-            self._convs = (DenseWeight(self.vertical.astype(x.dtype)), DenseWeight(self.horizontal.astype(x.dtype)))
-        first, second = self._convs
+        first, second = self._cached(("convs", x.dtype.str), lambda: (DenseWeight(self.vertical.astype(x.dtype)),
+                                                                      DenseWeight(self.horizontal.astype(x.dtype))))
         g1 = Geometry(geom.h, geom.w, geom.kh, 1, geom.sh, 1, geom.top, geom.bottom, 0, 0, geom.dh, 1)
         y = first._conv2d(x, g1, None, workspace)  # (N, r, H_out, W)
         g2 = Geometry(geom.h_out, geom.w, 1, geom.kw, 1, geom.sw, 0, 0, geom.left, geom.right, 1, geom.dw)
@@ -302,26 +298,32 @@ class ChannelReducedWeight(WeightOperator):
                              f"{(self.keep_out.size, self.keep_in.size, kh, kw)}")
         self.small_op = DenseWeight(small)
         super().__init__(kernel_shape, self.small_op.dtype)
-        kk = kh * kw
-        self._rows_in = (self.keep_in[:, None] * kk + np.arange(kk)).ravel()  # kept im2col rows
 
     @property
     def small(self):
         return self.small_op.weight
 
+    def _rows_in(self):
+        """The kept rows of the im2col matrix: (c, i, j) for every kept input channel c."""
+        kk = self.kernel_shape[2] * self.kernel_shape[3]
+        return self._cached("rows_in", lambda: (self.keep_in[:, None] * kk + np.arange(kk)).ravel())
+
+    def _children(self):
+        return (self.small_op,)
+
     def _matmat(self, cols):
         out = np.zeros((self.shape[0], cols.shape[1]), np.result_type(self.dtype, cols.dtype))
-        out[self.keep_out] = self.small_op.matrix @ cols[self._rows_in]
+        out[self.keep_out] = self.small_op.matrix @ cols[self._rows_in()]
         return out
 
     def _rmatmat(self, y):
         out = np.zeros((self.shape[1], y.shape[1]), np.result_type(self.dtype, y.dtype))
-        out[self._rows_in] = self.small_op.matrix.T @ y[self.keep_out]
+        out[self._rows_in()] = self.small_op.matrix.T @ y[self.keep_out]
         return out
 
     def to_dense(self):
         dense = np.zeros(self.shape, self.dtype)
-        dense[np.ix_(self.keep_out, self._rows_in)] = self.small_op.matrix
+        dense[np.ix_(self.keep_out, self._rows_in())] = self.small_op.matrix
         return dense
 
     @property

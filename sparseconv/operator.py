@@ -11,9 +11,15 @@ Subclasses implement ``_matmat``, ``_rmatmat``, ``to_dense``, ``num_params``,
 ``nbytes``, ``cost`` and ``_state``/``_from_state``; a subclass with a faster
 way to convolve than "im2col in chunks, then ``_matmat``" overrides
 ``_conv2d``.
+
+Storage is what is stored: ``nbytes`` is the bytes of the arrays ``save``
+writes (and the object holds). A decoded copy a kernel keeps for speed (an
+unpacked index, a re-laid-out weight) goes through ``_cached``: it is made on
+first use, counted apart in ``cache_nbytes`` and freed by ``drop_cache()``.
 """
 
 import os
+import zipfile
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
@@ -23,7 +29,9 @@ from ._validation import as_array
 __all__ = ["WeightOperator", "as_operator", "load", "relative_error"]
 
 _REGISTRY = {}
-_FORMAT = 1
+#: the file format written; ``load`` reads every format listed in _READS
+_FORMAT = 2
+_READS = (1, 2)
 
 
 class WeightOperator(LinearOperator):
@@ -64,7 +72,7 @@ class WeightOperator(LinearOperator):
 
     @property
     def nbytes(self):
-        """Bytes the representation stores, each array at its true bit width."""
+        """Bytes the representation stores, each array at its true bit width: the payload ``save`` writes."""
         raise NotImplementedError
 
     def cost(self, n_cols):
@@ -80,7 +88,30 @@ class WeightOperator(LinearOperator):
         """Rebuild an operator of ``kernel_shape`` from what ``_state`` returned."""
         raise NotImplementedError
 
+    def _children(self):
+        """Sub-operators held by this one (their caches are part of this one's)."""
+        return ()
+
     # -- shared behaviour ---------------------------------------------------------
+    def _cached(self, key, make):
+        """The decoded copy ``key``: ``make()`` on first use, then kept until :meth:`drop_cache`."""
+        cache = self.__dict__.setdefault("_decoded", {})
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    @property
+    def cache_nbytes(self):
+        """Bytes of decoded copies kept beside the stored arrays for speed (not in ``nbytes``, not saved)."""
+        own = sum(_held_bytes(v) for v in self.__dict__.get("_decoded", {}).values())
+        return int(own + sum(c.cache_nbytes for c in self._children()))
+
+    def drop_cache(self):
+        """Free the decoded copies (the kernels make them again when next needed); returns self."""
+        self.__dict__.get("_decoded", {}).clear()
+        for child in self._children():
+            child.drop_cache()
+        return self
     def to_weight(self):
         """The 4-D weight (C_out, C_in, kH, kW) of the matrix :meth:`to_dense`."""
         return self.to_dense().reshape(self.kernel_shape)
@@ -123,18 +154,36 @@ class WeightOperator(LinearOperator):
         return out.reshape(n_img, c_out, geom.h_out, geom.w_out)
 
     def save(self, path):
-        """Write the operator to ``path`` (.npz); :func:`sparseconv.load` reads it back bit-exact."""
+        """Write the operator to ``path`` (.npz); :func:`sparseconv.load` reads it back bit-exact.
+
+        The file holds the stored arrays as they are (packed codes stay
+        packed), so its payload is ``nbytes``; a fit's ``history`` is kept.
+        """
         state = self._state()
         for key, value in state.items():
             if not isinstance(value, np.ndarray) or value.dtype.hasobject:
                 raise TypeError(f"{type(self).__name__}._state()[{key!r}] must be a non-object array")
+        extra = {}
+        if getattr(self, "history", None) is not None:
+            extra["__history__"] = np.asarray(self.history, dtype=np.float64)
         np.savez(path, __class__=np.array(type(self).__name__), __format__=np.array(_FORMAT),
-                 __kernel_shape__=np.array(self.kernel_shape, np.int64), **state)
+                 __kernel_shape__=np.array(self.kernel_shape, np.int64), **extra, **state)
 
     def __repr__(self):
         c_out, c_in, kh, kw = self.kernel_shape
         return (f"{type(self).__name__}(C_out={c_out}, C_in={c_in}, kernel=({kh}, {kw}), "
                 f"dtype={self.dtype}, num_params={self.num_params})")
+
+
+def _held_bytes(value):
+    """Bytes of an array, an operator (stored and cached) or a tuple of them."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, WeightOperator):
+        return value.nbytes + value.cache_nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(_held_bytes(v) for v in value)
+    return 0
 
 
 class _Adjoint(LinearOperator):
@@ -181,20 +230,41 @@ def as_operator(weight):
 
 
 def load(path):
-    """Read an operator written by ``op.save(path)``; never unpickles anything."""
+    """Read an operator written by ``op.save(path)``; never unpickles anything.
+
+    Raises ``ValueError`` naming the file when it is not a readable
+    sparseconv operator (missing, truncated, another kind of file).
+    """
     path = os.fspath(path)
-    with np.load(path, allow_pickle=False) as data:
-        if "__class__" not in data.files:
-            raise ValueError(f"{path} is not a saved sparseconv operator (no __class__ entry)")
-        name = str(data["__class__"])
-        if name not in _REGISTRY:
-            raise ValueError(f"{path} holds an operator of unknown class {name!r}; known: {sorted(_REGISTRY)}")
-        fmt = int(data["__format__"])
-        if fmt != _FORMAT:
-            raise ValueError(f"{path} has format {fmt}; this version reads format {_FORMAT}")
-        state = {k: data[k] for k in data.files if not k.startswith("__")}
-        kernel_shape = tuple(int(v) for v in data["__kernel_shape__"])
-    return _REGISTRY[name]._from_state(state, kernel_shape)
+    expected = "a .npz file written by WeightOperator.save"
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist; expected {expected}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} cannot be read as {expected} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single array, not {expected}")
+    with data:
+        try:
+            if "__class__" not in data.files:
+                raise ValueError(f"{path} is not a saved sparseconv operator (no __class__ entry); expected {expected}")
+            name = str(data["__class__"])
+            if name not in _REGISTRY:
+                raise ValueError(f"{path} holds an operator of unknown class {name!r}; known: {sorted(_REGISTRY)}")
+            fmt = int(data["__format__"])
+            if fmt not in _READS:
+                raise ValueError(f"{path} has format {fmt}; this version reads formats {list(_READS)} "
+                                 f"(save it again with the sparseconv version that wrote it, then upgrade)")
+            state = {k: data[k] for k in data.files if not k.startswith("__")}
+            kernel_shape = tuple(int(v) for v in data["__kernel_shape__"])
+            history = data["__history__"] if "__history__" in data.files else None
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            raise ValueError(f"{path} is damaged or truncated ({type(exc).__name__}: {exc})") from None
+    op = _REGISTRY[name]._from_state(state, kernel_shape)
+    if history is not None:
+        op.history = [float(v) for v in history]
+    return op
 
 
 def relative_error(op, weight):

@@ -194,9 +194,22 @@ class ProductWeight(WeightOperator):
     def num_params(self):
         return int(sum(f.num_params for f in self.factors))
 
+    def _stored_factors(self):
+        """The factors whose arrays ``save`` writes: all of them (an IGC design derives its permutations)."""
+        return self.factors
+
+    def _children(self):
+        return tuple(self.factors)
+
     @property
     def nbytes(self):
-        return int(sum(f.nbytes for f in self.factors))
+        return int(sum(f.nbytes for f in self._stored_factors()))
+
+    @property
+    def cache_nbytes(self):
+        stored = {id(f) for f in self._stored_factors()}
+        derived = sum(f.nbytes for f in self.factors if id(f) not in stored)  # remade from the design on load
+        return int(super().cache_nbytes + derived)
 
     def cost(self, n_cols):
         total = Cost()

@@ -123,15 +123,22 @@ class QuantizedWeight(WeightOperator):
         self.packed = _pack.pack((codes.astype(np.int64) + self._offset).astype(np.uint16), self.bits)
         self.scale = scale.astype(dtype)
         self.zero_point = zero_point.astype(_narrowest_int(hi))
-        bound = hi if scheme == "symmetric" else 2 ** self.bits - 1
-        centered = codes.astype(np.int64) - zero_point[:, None]  # |Q - z| <= bound
-        rows = -(-c_out // 4) * 4  # the integer kernel works on whole blocks of 4 rows
-        self._centered = np.zeros((rows, k), _narrowest_int(bound))
-        self._centered[:c_out] = centered
-        self._bound = bound
-        self._vnni = None
+        self._bound = hi if scheme == "symmetric" else 2 ** self.bits - 1  # |Q - z| <= bound
         self.act_scale = None
         super().__init__(kernel_shape, dtype)
+
+    def _centered(self):
+        """Q - z in the narrowest int dtype, zero rows added to whole blocks of 4 (the integer kernel's).
+
+        A decoded copy (``cache_nbytes``), made from the packed codes on first use.
+        """
+        def make():
+            c_out, k = self.shape
+            out = np.zeros((-(-c_out // 4) * 4, k), _narrowest_int(self._bound))
+            out[:c_out] = self.codes - self.zero_point.astype(np.int64)[:, None]
+            return out
+
+        return self._cached("centered", make)
 
     @property
     def codes(self):
@@ -144,7 +151,7 @@ class QuantizedWeight(WeightOperator):
         return self.scale
 
     def to_dense(self):
-        return (self.scale[:, None].astype(np.float64) * self._centered[:self.shape[0]]).astype(self.dtype)
+        return (self.scale[:, None].astype(np.float64) * self._centered()[:self.shape[0]]).astype(self.dtype)
 
     def calibrate(self, x):
         """Fix the activation scale from a sample of inputs: s_x = max |x| / (2^(a-1) - 1); returns self.
@@ -190,12 +197,14 @@ class QuantizedWeight(WeightOperator):
                 and self.shape[1] * 255 * 127 <= np.iinfo(np.int32).max)
 
     def _vnni_weights(self):
-        if self._vnni is None:
-            rows, k = self._centered.shape
+        def make():
+            centered = self._centered()
+            rows, k = centered.shape
             padded = np.zeros((rows, -(-k // 4) * 4), np.int8)
-            padded[:, :k] = self._centered
-            self._vnni = (padded.view(np.int32), padded.astype(np.int32).sum(axis=1))
-        return self._vnni
+            padded[:, :k] = centered
+            return padded.view(np.int32), padded.astype(np.int32).sum(axis=1)
+
+        return self._cached("vnni", make)
 
     def _conv2d(self, x, geom, bias, workspace, matmat=None):
         """The generic chunked path; a dynamic activation scale is taken once, from all of x."""
@@ -217,7 +226,7 @@ class QuantizedWeight(WeightOperator):
             scale = self.scale.astype(ftype)
             for r0 in range(0, c_out, _ROW_BLOCK):
                 r1 = min(r0 + _ROW_BLOCK, c_out)
-                block = self._centered[r0:r1].astype(ftype) * scale[r0:r1, None]  # dequantized rows
+                block = self._centered()[r0:r1].astype(ftype) * scale[r0:r1, None]  # dequantized rows
                 np.matmul(block, cols, out=out[r0:r1])
             return out
         n = cols.shape[1]
@@ -231,7 +240,7 @@ class QuantizedWeight(WeightOperator):
         else:
             xq, s = self.quantize_columns(cols, s)
             acc = np.empty((c_out, n), accumulator_dtype(k, self._bound, _signed_max(self.activations)))
-            _lowp.int_gemm(self._centered, np.ascontiguousarray(xq.T), acc)  # xq.T: (n, K), k contiguous
+            _lowp.int_gemm(self._centered(), np.ascontiguousarray(xq.T), acc)  # xq.T: (n, K), k contiguous
         return (acc * (self.scale.astype(np.float64)[:, None] * s)).astype(ftype)
 
     def _rmatmat(self, y):
@@ -259,7 +268,7 @@ class QuantizedWeight(WeightOperator):
                     bytes_moved=self.nbytes + k * n * (isz + a_bytes) + out_bytes)
 
     def _state(self):
-        state = {"codes": self.codes, "scale": self.scale, "zero_point": self.zero_point.astype(np.int64),
+        state = {"packed": self.packed, "scale": self.scale, "zero_point": self.zero_point,
                  "bits": np.array(self.bits), "scheme": np.array(self.scheme),
                  "activations": np.array(-1 if self.activations is None else self.activations),
                  "dtype": np.array(self.dtype.str)}
@@ -270,7 +279,14 @@ class QuantizedWeight(WeightOperator):
     @classmethod
     def _from_state(cls, state, kernel_shape):
         a = int(state["activations"])
-        op = cls(state["codes"], state["scale"], state["zero_point"], int(state["bits"]), str(state["scheme"]),
+        bits, scheme = int(state["bits"]), str(state["scheme"])
+        if "packed" in state:  # format 2: the codes as stored, offset to unsigned
+            offset = _signed_max(bits) if scheme == "symmetric" else 0
+            codes = _pack.unpack(state["packed"], bits, kernel_shape[1] * kernel_shape[2] * kernel_shape[3])
+            codes = codes.astype(np.int64) - offset
+        else:  # format 1 (sparseconv 0.1.0) wrote the codes unpacked
+            codes = state["codes"]
+        op = cls(codes, state["scale"], state["zero_point"], int(state["bits"]), str(state["scheme"]),
                  kernel_shape, None if a < 0 else a, np.dtype(str(state["dtype"])))
         if "act_scale" in state:
             op.act_scale = float(state["act_scale"])

@@ -209,7 +209,7 @@ def test_integer_activations(rng, bits, scheme):
 def test_codebook(rng, kwargs):
     w = rng.standard_normal((10, 5, 3, 3)).astype(np.float32)
     op = sc.kmeans_quantize(w, **kwargs)
-    assert op.idx.max() < op.n_clusters and np.array_equal(op.idx, op._idx)
+    assert op.idx.max() < op.n_clusters and np.array_equal(op.idx, op._idx())
     cols = rng.standard_normal((45, 300)).astype(np.float32)
     assert_close(op @ cols, op.to_dense() @ cols, np.float32)
     x = rng.standard_normal((2, 5, 8, 7)).astype(np.float32)
