@@ -84,7 +84,10 @@ def conv_cost(op_or_weight, x_shape, stride=1, padding=0, dilation=1, groups=Non
     Returns
     -------
     Cost
-        The operator's ``cost(n_cols)`` with ``n_cols = N * H_out * W_out``.
+        What the convolution runs: ``op.conv_cost(x_shape, stride, padding,
+        dilation)``; for most operators their ``cost(n_cols)`` with
+        ``n_cols = N * H_out * W_out``, and for operators with parts at
+        different resolutions each part at its own.
     """
     from .dense import dense_cost
     from .operator import WeightOperator
@@ -113,6 +116,6 @@ def conv_cost(op_or_weight, x_shape, stride=1, padding=0, dilation=1, groups=Non
     g = geometry(x_shape, k_shape[2:], stride, padding, dilation)
     n_cols = int(x_shape[0]) * g.h_out * g.w_out
     if isinstance(op_or_weight, WeightOperator):
-        return op_or_weight.cost(n_cols)
+        return op_or_weight.conv_cost(tuple(x_shape), stride, padding, dilation)
     kk = g.kh * g.kw
     return dense_cost(w.shape[0], w.shape[1] * kk, x_shape[1] * kk, n_cols, w.dtype.itemsize)

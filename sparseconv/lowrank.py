@@ -169,11 +169,13 @@ class SpatialLowRankWeight(WeightOperator):
     -----
     The kernel it equals is
     ``W[o, c, i, j] = sum_k horizontal[o, k, 0, j] * vertical[k, c, i, 0]``.
-    As a matrix on im2col columns it is that assembled kernel
-    (``to_dense``); ``conv2d`` runs the two thin convolutions instead, which
-    cost r*C_in*kH + C_out*r*kW multiply-adds per output position (the
-    vertical convolution's outputs counted at the output's size, exact for
-    stride 1 and 'same' padding) against C_out*C_in*kH*kW.
+    ``conv2d`` runs the two thin convolutions: the kH x 1 one on every
+    column of the input (N*H_out*W positions, r*C_in*kH multiply-adds each),
+    the 1 x kW one on every output position (C_out*r*kW each), against
+    C_out*C_in*kH*kW for the dense layer (:meth:`conv_cost`). On im2col
+    columns (``op @ cols``) the vertical filters act on each of the kW
+    column taps separately, then the horizontal ones combine them:
+    r*C_in*kH*kW + C_out*r*kW multiply-adds per column (:meth:`cost`).
     """
 
     torch_module = "SpatialLowRankConv2d"
@@ -199,11 +201,28 @@ class SpatialLowRankWeight(WeightOperator):
     def to_dense(self):
         return self.to_weight().reshape(self.shape)
 
+    def _factors(self, dtype):
+        """V (r, C_in*kH) and H (C_out, r*kW) as matrices."""
+        r, c_in, kh, _ = self.vertical.shape
+        v = self.vertical.reshape(r, c_in * kh).astype(dtype, copy=False)
+        h = self.horizontal.reshape(self.shape[0], r * self.kernel_shape[3]).astype(dtype, copy=False)
+        return v, h
+
     def _matmat(self, cols):
-        return self.to_dense() @ cols
+        cols = np.asarray(cols)
+        n = cols.shape[1]
+        kw = self.kernel_shape[3]
+        v, h = self._factors(np.result_type(cols.dtype, self.dtype))
+        t = v @ cols.reshape(v.shape[1], kw * n)  # rows (c, i), columns (j, n) -> (r, kW*n)
+        return h @ t.reshape(h.shape[1], n)  # rows (k, j) -> (C_out, n)
 
     def _rmatmat(self, y):
-        return self.to_dense().T @ y
+        y = np.asarray(y)
+        n = y.shape[1]
+        kw = self.kernel_shape[3]
+        v, h = self._factors(np.result_type(y.dtype, self.dtype))
+        t = (h.T @ y).reshape(v.shape[0], kw * n)  # (r*kW, n) -> (r, kW*n)
+        return (v.T @ t).reshape(self.shape[1], n)  # (C_in*kH, kW*n) -> (C_in*kH*kW, n)
 
     @property
     def num_params(self):
@@ -216,8 +235,15 @@ class SpatialLowRankWeight(WeightOperator):
     def cost(self, n_cols):
         c_out, c_in, kh, kw = self.kernel_shape
         isz = self.dtype.itemsize
-        first = dense_cost(self.rank, c_in * kh, c_in * kh, n_cols, isz)
+        first = dense_cost(self.rank, c_in * kh, c_in * kh, kw * n_cols, isz)
         second = dense_cost(c_out, self.rank * kw, self.rank * kw, n_cols, isz)
+        return first + second
+
+    def _conv_cost(self, n_img, geom):
+        c_out, c_in, kh, kw = self.kernel_shape
+        isz = self.dtype.itemsize
+        first = dense_cost(self.rank, c_in * kh, c_in * kh, n_img * geom.h_out * geom.w, isz)
+        second = dense_cost(c_out, self.rank * kw, self.rank * kw, n_img * geom.h_out * geom.w_out, isz)
         return first + second
 
     def _conv2d(self, x, geom, bias, workspace):

@@ -24,7 +24,7 @@ import zipfile
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
-from ._validation import as_array
+from ._validation import as_array, geometry
 
 __all__ = ["WeightOperator", "as_operator", "load", "relative_error"]
 
@@ -76,8 +76,12 @@ class WeightOperator(LinearOperator):
         raise NotImplementedError
 
     def cost(self, n_cols):
-        """:class:`sparseconv.Cost` of ``self @ cols`` for ``n_cols`` columns."""
+        """:class:`sparseconv.Cost` of ``self @ cols`` for ``n_cols`` columns (see :meth:`conv_cost` for conv2d)."""
         raise NotImplementedError
+
+    def _conv_cost(self, n_img, geom):
+        """Cost of ``conv2d`` under ``geom`` on ``n_img`` images: by default the product on its im2col columns."""
+        return self.cost(n_img * geom.h_out * geom.w_out)
 
     def _state(self):
         """Dict of NumPy arrays (no objects) from which ``_from_state`` rebuilds self."""
@@ -112,6 +116,22 @@ class WeightOperator(LinearOperator):
         for child in self._children():
             child.drop_cache()
         return self
+    def conv_cost(self, x_shape, stride=1, padding=0, dilation=1):
+        """:class:`sparseconv.Cost` of ``conv2d(x, self, stride=..., padding=..., dilation=...)`` for x of ``x_shape``.
+
+        What the convolution runs, under its geometry: an operator whose
+        parts run at different resolutions (a product whose 1x1 factors
+        before the spatial one see the input's pixels, a spatial low-rank
+        pair whose first convolution keeps the input's width) prices each
+        part at its own number of columns. Same as :func:`sparseconv.conv_cost`.
+        """
+        if not (isinstance(x_shape, (tuple, list)) and len(x_shape) == 4):
+            raise ValueError(f"x_shape must be a 4-tuple (N, C_in, H, W), got {x_shape!r}")
+        if x_shape[1] != self.kernel_shape[1]:
+            raise ValueError(f"x_shape has C_in={x_shape[1]} channels, the operator expects C_in={self.kernel_shape[1]}")
+        geom = geometry(x_shape, self.kernel_shape[2:], stride, padding, dilation)
+        return self._conv_cost(int(x_shape[0]), geom)
+
     def to_weight(self):
         """The 4-D weight (C_out, C_in, kH, kW) of the matrix :meth:`to_dense`."""
         return self.to_dense().reshape(self.kernel_shape)

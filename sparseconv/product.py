@@ -212,9 +212,27 @@ class ProductWeight(WeightOperator):
         return int(super().cache_nbytes + derived)
 
     def cost(self, n_cols):
+        """Cost of ``self @ cols``: 1x1 factors before the spatial one act on every tap (kH*kW*n_cols columns)."""
+        pre, spatial, post = self._split()
+        taps = self.kernel_shape[2] * self.kernel_shape[3]
         total = Cost()
-        for f in self.factors:
+        for f in pre:
+            total = total + f.cost(taps * n_cols)
+        for f in ([spatial] if spatial is not None else []) + post:
             total = total + f.cost(n_cols)
+        return total
+
+    def _conv_cost(self, n_img, geom):
+        pre, spatial, post = self._split()
+        if spatial is None and not _is_pointwise(geom):
+            return super()._conv_cost(n_img, geom)  # strided or padded 1x1 chain: run as one matrix
+        total = Cost()
+        for f in pre:  # at the input's resolution
+            total = total + f.cost(n_img * geom.h * geom.w)
+        if spatial is not None:
+            total = total + spatial._conv_cost(n_img, geom)
+        for f in post:
+            total = total + f.cost(n_img * geom.h_out * geom.w_out)
         return total
 
     def _conv2d(self, x, geom, bias, workspace):

@@ -46,3 +46,57 @@ def test_cost_arithmetic():
     assert a + b == sc.Cost(4, 5, 64, 12)
     assert 2 * b == b * 2 == sc.Cost(2, 2, 0, 4)
     assert a.flops == 7 and a.macs == 3.5 and a.equivalent_flops == 8
+
+
+def test_stride_2_igcv3_prices_its_expansion_at_the_input_resolution():
+    op = sc.IGCV3.random(8, 8, expansion=2, groups=(2, 2))  # 8 -> E = 16 -> 8, 3x3 depthwise
+    cost = sc.conv_cost(op, (2, 8, 12, 12), stride=2, padding=1)  # 12 x 12 -> 6 x 6
+    expand = 16 * (8 // 2) * 2 * 12 * 12  # E outputs x C_in/G1 inputs, at every input pixel
+    depthwise = 16 * 9 * 2 * 6 * 6
+    reduce = 8 * (16 // 2) * 2 * 6 * 6
+    assert cost.macs == expand + depthwise + reduce == 33_408
+
+
+def test_strided_dilated_spatial_low_rank_by_hand(rng):
+    op = sc.spatial_low_rank(rng.standard_normal((6, 4, 3, 5)), 2)  # (2, 4, 3, 1) then (6, 2, 1, 5)
+    x_shape = (1, 4, 11, 13)
+    kwargs = dict(stride=(2, 3), padding=(1, 2), dilation=(1, 2))
+    # H_out = (11 + 2 - 2 - 1) // 2 + 1 = 6, W_out = (13 + 4 - 8 - 1) // 3 + 1 = 3; the vertical conv keeps W = 13
+    vertical = 2 * (4 * 3) * 6 * 13
+    horizontal = 6 * (2 * 5) * 6 * 3
+    assert sc.conv_cost(op, x_shape, **kwargs).macs == vertical + horizontal == 2_952
+    # op @ cols: the vertical filters act on each of the kW taps of a column
+    assert op.cost(10).macs == (2 * 12 * 5 + 6 * 10) * 10
+
+
+def test_spatial_low_rank_runs_without_its_dense_kernel(rng, monkeypatch):
+    op = sc.spatial_low_rank(rng.standard_normal((6, 4, 3, 5)), 2)
+    cols = rng.standard_normal((4 * 3 * 5, 17))
+    y = rng.standard_normal((6, 17))
+    expected, adjoint = op.to_dense() @ cols, op.to_dense().T @ y
+    monkeypatch.setattr(type(op), "to_weight", lambda self: pytest.fail("the dense kernel was built"))
+    np.testing.assert_allclose(op @ cols, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(op.rmatmat(y), adjoint, rtol=1e-12, atol=1e-12)
+
+
+STORED_NONZEROS = ("prune", "block_diagonal", "reduce_channels")
+
+
+@pytest.mark.parametrize("family", [f.name for f in sc.registry.families()])
+def test_every_family_at_stride_2(family):
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    label, params = sc.registry.family(family).points(w.shape)[0]
+    op = sc.registry.family(family).build(w, **params)
+    x_shape = (2, 8, 10, 10)  # stride 2, padding 1: 5 x 5 outputs, 50 columns
+    cost = sc.conv_cost(op, x_shape, stride=2, padding=1)
+    if family == "igcv3":  # t = 1, groups (2, 2): its expansion 8 -> 8 runs at the input's 2 * 100 pixels
+        assert params["expansion"] == 1 and params["groups"] == (2, 2)
+        assert cost.macs == 8 * 4 * 200 + 8 * 9 * 50 + 8 * 4 * 50 == 11_600
+    elif family == "spatial_low_rank":  # its vertical conv keeps the input's width of 10
+        r = op.rank
+        assert cost.macs == r * 8 * 3 * 2 * 5 * 10 + 8 * r * 3 * 2 * 5 * 5
+    else:  # every part runs on the 50 output columns
+        assert cost.macs == op.cost(50).macs
+        if family in STORED_NONZEROS:  # one multiply-add per stored nonzero per column
+            assert cost.macs == np.count_nonzero(op.to_dense()) * 50

@@ -82,9 +82,13 @@ def test_product_storage_and_cost(rng):
     op = sc.ProductWeight(factors)
     assert op.num_params == sum(f.num_params for f in factors) == 64 + 24 + 108 + 36
     assert op.nbytes == sum(f.nbytes for f in factors)
-    cost = op.cost(100)
-    assert cost.macs == sum(f.cost(100).macs for f in factors)
-    assert cost.bytes_moved == sum(f.cost(100).bytes_moved for f in factors)
+    # op @ cols: the 1x1 factors before the 3x3 one act on each of the 9 taps of every column.
+    # per column: expand 12*3 (x 9 taps), depthwise 12*9, reduce 8*3, mix 8*8 multiply-adds
+    assert op.cost(100).macs == 36 * 9 * 100 + 108 * 100 + 24 * 100 + 64 * 100 == 52_000
+    # conv2d, stride 2 on 10 x 10 (5 x 5 out): expand runs at the input's 100 pixels, the rest at 25
+    cost = sc.conv_cost(op, (1, 6, 10, 10), stride=2, padding=1)
+    assert cost.macs == 36 * 100 + 108 * 25 + 24 * 25 + 64 * 25 == 8_500
+    assert op.conv_cost((1, 6, 10, 10), stride=2, padding=1) == cost
     assert op.dtype == np.float32
 
 

@@ -58,11 +58,15 @@ class CostTable:
         return "\n".join(lines)
 
 
-def _operator_cost(module, n_cols):
+def _operator_cost(module, x_shape):
+    """What conv2d with the module's operator runs on an input of x_shape, under the module's geometry."""
     from .convert import to_operator
 
     op = to_operator(module)
-    return op.cost(n_cols), op
+    inner = getattr(module, "inner", module)  # a module wrapped with a bias
+    geom = {k: getattr(inner, k) for k in ("stride", "padding", "dilation") if hasattr(inner, k)}
+    geom = {k: (v if isinstance(v, (int, str)) else tuple(v)) for k, v in geom.items()}
+    return op.conv_cost(x_shape, **geom), op
 
 
 def _row(name, module, inputs, output):
@@ -74,8 +78,7 @@ def _row(name, module, inputs, output):
     macs, bitops, extra = 0.0, 0, 0
     weight_bytes = sum(p.numel() * p.element_size() for p in own)
     if isinstance(module, (nn.Conv2d,)) or hasattr(module, "to_operator"):
-        n_cols = output.shape[0] * output.shape[2] * output.shape[3]
-        cost, op = _operator_cost(module, n_cols)
+        cost, op = _operator_cost(module, tuple(x.shape))
         macs, bitops = cost.macs, cost.bitops
         from .. import Permutation, ProductWeight
 
