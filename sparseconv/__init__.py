@@ -9,11 +9,11 @@ from .columns import col2im, conv_output_shape, im2col
 from .conv import DEFAULT_WORKSPACE, conv2d
 from .cost import Cost, conv_cost
 from .dense import DenseWeight
-from .operator import WeightOperator, as_operator, load, relative_error
+from .operator import NonlinearWeight, WeightOperator, as_operator, load, relative_error
 from .product import Permutation, ProductWeight, channel_shuffle_permutation, complementary, paths
 # The families register themselves on import, in the order they are listed (compare's tables, figures).
-from .binary import BinaryWeight, binarize
-from .quantize import QuantizedWeight, quantize
+from .binary import BinaryInputWeight, BinaryWeight, binarize
+from .quantize import IntegerInputWeight, QuantizedWeight, quantize
 from .codebook import CodebookWeight, kmeans_quantize
 from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight, low_rank, reduce_channels,
                       spatial_low_rank)
@@ -25,6 +25,7 @@ from . import plot, reference, registry, theory
 __version__ = "0.1.0"
 
 __all__ = [
+    "BinaryInputWeight",
     "BinaryWeight",
     "BlockDiagonalWeight",
     "ChannelReducedWeight",
@@ -35,7 +36,9 @@ __all__ = [
     "IGCV1",
     "IGCV2",
     "IGCV3",
+    "IntegerInputWeight",
     "LowRankWeight",
+    "NonlinearWeight",
     "Permutation",
     "ProductWeight",
     "QuantizedWeight",

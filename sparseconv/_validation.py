@@ -130,9 +130,9 @@ def geometry(x_shape, kernel_size, stride, padding, dilation):
 
 def as_weight(weight, name="weight"):
     """A 4-D (C_out, C_in, kH, kW) float weight with finite entries, from an array or an operator."""
-    from .operator import WeightOperator
+    from .operator import _Weight
 
-    if isinstance(weight, WeightOperator):
+    if isinstance(weight, _Weight):
         weight = weight.to_weight()
     weight = as_array(weight, name)
     if weight.ndim != 4:

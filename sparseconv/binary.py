@@ -8,15 +8,18 @@ alpha = <W, B> / <B, B> = mean |w|: per output channel with
 
 Two kernels, by what the input columns are:
 
-- ``activations="float"``: y = alpha (sum_k s_k x_k) with s_k = +-1, which
-  needs no multiplications: y = alpha (colsum - 2 * sum of the x_k whose
-  sign is -1), one addition per negative weight.
-- ``activations="binary"``: the columns are binarised too, x ~ K sign(x)
+- float activations, :class:`BinaryWeight` (a linear operator):
+  y = alpha (sum_k s_k x_k) with s_k = +-1, which needs no
+  multiplications: y = alpha (colsum - 2 * sum of the x_k whose sign is
+  -1), one addition per negative weight.
+- binary activations, :class:`BinaryInputWeight` (``binarize(w,
+  activations="binary")``): the columns are binarised too, x ~ K sign(x)
   with K[j] = mean_k |x[k, j]| (XNOR-Net's per-position scale; switch it
   off with ``activation_scale=False``), packed, and the product of signs is
   n - 2 popcount(w XOR x) per pair of packed rows: the XNOR-popcount GEMM.
-  This operator is then *not* linear in the columns: ``to_dense()`` is the
-  matrix alpha B that multiplies sign(x) (times K).
+  That map is *not* linear in the columns, so it is a
+  :class:`sparseconv.NonlinearWeight`: its ``weight`` is the linear
+  BinaryWeight alpha B that multiplies sign(x) (times K).
 
 sign(0) is +1 here, for weights and activations alike (so zero padding
 binarises to +1, as a sign function without a zero does).
@@ -28,10 +31,10 @@ import numpy as np
 from . import _bits
 from ._validation import as_weight
 from .cost import Cost
-from .operator import WeightOperator, _row_blocks
+from .operator import NonlinearWeight, WeightOperator, _row_blocks
 from . import registry
 
-__all__ = ["BinaryWeight", "binarize"]
+__all__ = ["BinaryInputWeight", "BinaryWeight", "binarize"]
 
 SCALES = ("channel", "tensor", None)
 ACTIVATIONS = ("float", "binary")
@@ -65,7 +68,7 @@ def unpack_signs(bits, n):
 
 
 class BinaryWeight(WeightOperator):
-    """W ~ diag(alpha) B, the signs B stored one bit each.
+    """W ~ diag(alpha) B, the signs B stored one bit each; multiplies float columns.
 
     Parameters
     ----------
@@ -73,23 +76,19 @@ class BinaryWeight(WeightOperator):
         Bit b of word w of row o is 1 where B[o, 64 w + b] = -1.
     alpha : float array, shape (C_out,)
     kernel_shape : (C_out, C_in, kH, kW)
-    activations : "float" or "binary"
-    activation_scale : bool
-        With binary activations, multiply by XNOR-Net's K[j] = mean |x[:, j]|.
 
     Notes
     -----
     ``nbytes`` is the packed signs plus alpha: about 1/32 of float32.
-    ``cost``: float activations, (K - 1) additions per column for the column
-    sums, then per output as many additions as the row has negative signs,
-    one subtraction and one multiplication; binary activations, C_out*K
-    ``bitops`` per column, plus the scaling (2 multiplications and 1 addition
-    per output) and K additions per column for K[j].
+    ``cost``: (K - 1) additions per column for the column sums, then per
+    output as many additions as the row has negative signs, one subtraction
+    and one multiplication.
     """
 
     torch_module = "BinaryConv2d"
+    activations = "float"
 
-    def __init__(self, bits, alpha, kernel_shape, activations="float", activation_scale=True):
+    def __init__(self, bits, alpha, kernel_shape):
         c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
         k = c_in * kh * kw
         bits = np.asarray(bits)
@@ -99,8 +98,6 @@ class BinaryWeight(WeightOperator):
         alpha = np.asarray(alpha)
         if alpha.shape != (c_out,) or alpha.dtype.kind != "f":
             raise ValueError(f"alpha must be a float array of shape (C_out,) = ({c_out},), got {alpha.shape}")
-        self.activations = _check_choice(activations, "activations", ACTIVATIONS)
-        self.activation_scale = bool(activation_scale)
         self.bits = np.ascontiguousarray(bits)
         self.alpha = np.ascontiguousarray(alpha)
         super().__init__(kernel_shape, alpha.dtype)
@@ -123,27 +120,10 @@ class BinaryWeight(WeightOperator):
     def to_dense(self):
         return (self.alpha[:, None] * self.signs).astype(self.dtype)
 
-    def binarize_columns(self, cols):
-        """What the binary kernel multiplies: (sign(cols) with sign(0) = +1, K per column)."""
-        cols = np.asarray(cols)
-        signs = np.where(cols < 0, -1, 1).astype(np.int8)
-        scale = np.abs(cols).mean(axis=0) if self.activation_scale else np.ones(cols.shape[1], cols.dtype)
-        return signs, scale
-
     def _matmat(self, cols):
         cols = np.ascontiguousarray(cols, dtype=np.result_type(cols.dtype, self.dtype))
         c_out, k = self.shape
         n = cols.shape[1]
-        if self.activations == "binary":
-            panels = -(-n // _bits.PANEL)
-            xbits = np.empty((panels, self.bits.shape[1], _bits.PANEL), np.uint64)
-            _bits.pack_columns(cols, xbits)
-            dots = np.empty((c_out, n), np.int32)
-            _bits.xnor_gemm(self._padded_bits(), xbits, k, dots)
-            out = dots * self.alpha.astype(cols.dtype)[:, None]
-            if self.activation_scale:
-                out *= np.abs(cols).mean(axis=0)[None, :]
-            return out
         colsum = cols.sum(axis=0)
         out = np.empty((c_out, n), cols.dtype)
         with numba.parallel_chunksize(1):
@@ -152,8 +132,6 @@ class BinaryWeight(WeightOperator):
         return out
 
     def _rmatmat(self, y):
-        if self.activations == "binary":
-            raise NotImplementedError("with binary activations the operator is not linear; use to_dense().T")
         return self.to_dense().T @ y
 
     @property
@@ -168,21 +146,90 @@ class BinaryWeight(WeightOperator):
         c_out, k = self.shape
         n = int(n_cols)
         isz = self.dtype.itemsize
-        if self.activations == "binary":
-            return Cost(mults=2 * c_out * n, adds=c_out * n + k * n, bitops=c_out * k * n,
-                        bytes_moved=self.nbytes + k * n * isz + c_out * n * isz)
         negatives = int(sum(int(v).bit_count() for v in self.bits.ravel()))
         return Cost(mults=c_out * n, adds=(k - 1) * n + (negatives + c_out) * n,
                     bytes_moved=self.nbytes + k * n * isz + c_out * n * isz)
 
     def _state(self):
-        return {"bits": self.bits, "alpha": self.alpha, "activations": np.array(self.activations),
-                "activation_scale": np.array(self.activation_scale)}
+        return {"bits": self.bits, "alpha": self.alpha}
 
     @classmethod
     def _from_state(cls, state, kernel_shape):
-        return cls(state["bits"], state["alpha"], kernel_shape, str(state["activations"]),
-                   bool(state["activation_scale"]))
+        op = cls(state["bits"], state["alpha"], kernel_shape)
+        if "activations" in state and str(state["activations"]) == "binary":  # format 1 kept both in one class
+            return BinaryInputWeight(op, bool(state["activation_scale"]))
+        return op
+
+
+class BinaryInputWeight(NonlinearWeight):
+    """XNOR-Net's binary layer: binary weights on binarised inputs, y = (alpha B) @ sign(cols) * K.
+
+    Parameters
+    ----------
+    weight : BinaryWeight
+        alpha B, the linear part.
+    activation_scale : bool
+        Multiply each column by XNOR-Net's K[j] = mean |cols[:, j]|.
+
+    Notes
+    -----
+    The kernel packs the signs of the columns and computes each dot product
+    of signs as K - 2 popcount(w XOR x) on 64-bit words. ``cost``: C_out*K
+    ``bitops`` per column, plus the scaling (2 multiplications and 1
+    addition per output) and K additions per column for K[j].
+    """
+
+    torch_module = "BinaryConv2d"
+    activations = "binary"
+
+    def __init__(self, weight, activation_scale=True):
+        if not isinstance(weight, BinaryWeight):
+            raise TypeError(f"weight must be a BinaryWeight, got {type(weight).__name__}")
+        super().__init__(weight)
+        self.activation_scale = bool(activation_scale)
+
+    @property
+    def alpha(self):
+        return self.weight.alpha
+
+    def binarize_columns(self, cols):
+        """What the binary kernel multiplies: (sign(cols) with sign(0) = +1, K per column)."""
+        cols = np.asarray(cols)
+        signs = np.where(cols < 0, -1, 1).astype(np.int8)
+        scale = np.abs(cols).mean(axis=0) if self.activation_scale else np.ones(cols.shape[1], cols.dtype)
+        return signs, scale
+
+    def activations_of(self, cols):
+        signs, scale = self.binarize_columns(cols)
+        return signs * scale[None, :]
+
+    def _matmat(self, cols):
+        cols = np.ascontiguousarray(cols, dtype=np.result_type(cols.dtype, self.dtype))
+        c_out, k = self.shape
+        n = cols.shape[1]
+        panels = -(-n // _bits.PANEL)
+        xbits = np.empty((panels, self.weight.bits.shape[1], _bits.PANEL), np.uint64)
+        _bits.pack_columns(cols, xbits)
+        dots = np.empty((c_out, n), np.int32)
+        _bits.xnor_gemm(self.weight._padded_bits(), xbits, k, dots)
+        out = dots * self.alpha.astype(cols.dtype)[:, None]
+        if self.activation_scale:
+            out *= np.abs(cols).mean(axis=0)[None, :]
+        return out
+
+    def cost(self, n_cols):
+        c_out, k = self.shape
+        n = int(n_cols)
+        isz = self.dtype.itemsize
+        return Cost(mults=2 * c_out * n, adds=c_out * n + k * n, bitops=c_out * k * n,
+                    bytes_moved=self.nbytes + k * n * isz + c_out * n * isz)
+
+    def _state(self):
+        return dict(self.weight._state(), activation_scale=np.array(self.activation_scale))
+
+    @classmethod
+    def _from_state(cls, state, kernel_shape):
+        return cls(BinaryWeight(state["bits"], state["alpha"], kernel_shape), bool(state["activation_scale"]))
 
 
 def binarize(weight, scale="channel", activations="float", activation_scale=True):
@@ -202,7 +249,7 @@ def binarize(weight, scale="channel", activations="float", activation_scale=True
 
     Returns
     -------
-    BinaryWeight
+    BinaryWeight (float activations), or BinaryInputWeight (binary activations: not linear in the input)
     """
     weight = as_weight(weight)
     _check_choice(scale, "scale", SCALES)
@@ -217,12 +264,13 @@ def binarize(weight, scale="channel", activations="float", activation_scale=True
         alpha = np.full(c_out, np.abs(matrix).mean())
     else:
         alpha = np.ones(c_out)
-    return BinaryWeight(pack_signs(matrix), alpha.astype(weight.dtype), weight.shape, activations, activation_scale)
+    op = BinaryWeight(pack_signs(matrix), alpha.astype(weight.dtype), weight.shape)
+    return op if activations == "float" else BinaryInputWeight(op, activation_scale)
 
 
 def _sweep(kernel_shape, quick):
     return [("float activations", dict(activations="float")), ("binary activations", dict(activations="binary"))]
 
 
-registry.register(registry.Family("binary", binarize, (BinaryWeight,), _sweep,
+registry.register(registry.Family("binary", binarize, (BinaryWeight, BinaryInputWeight), _sweep,
                                   "signs packed 64 to a word, alpha per channel (XNOR-Net)"))

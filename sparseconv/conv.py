@@ -14,7 +14,7 @@ from . import _conv
 from ._blas import BACKEND
 from ._threads import blas_single_threaded
 from ._validation import as_array, as_input, geometry
-from .operator import WeightOperator
+from .operator import WeightOperator, _Weight
 
 __all__ = ["DEFAULT_WORKSPACE", "conv2d"]
 
@@ -56,7 +56,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     x : array, shape (N, C_in, H, W)
         float32 or float64; float16 is computed in float32, integers and
         bools are converted to float64. Any memory layout.
-    weight : array, shape (C_out, C_in/groups, kH, kW), or a WeightOperator
+    weight : array, shape (C_out, C_in/groups, kH, kW), or an operator (WeightOperator or NonlinearWeight)
         A weight array is cast to x's dtype. An operator (of kernel shape
         (C_out, C_in, kH, kW)) stands for its matrix and takes ``groups=1``.
     bias : array, shape (C_out,), optional
@@ -84,7 +84,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     per group, ``Y = W @ im2col(x)``. NaN and inf propagate as in torch.
     """
     x = as_input(x)
-    if isinstance(weight, WeightOperator):
+    if isinstance(weight, _Weight):
         if groups != 1:
             raise ValueError(
                 f"groups must be 1 with a WeightOperator (it carries its own structure), got {groups!r}"
@@ -116,7 +116,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         bias = np.ascontiguousarray(bias, dtype=x.dtype)
     if not isinstance(workspace, (numbers.Integral, np.integer)) or isinstance(workspace, bool) or workspace < 1:
         raise ValueError(f"workspace must be a positive number of bytes, got {workspace!r}")
-    if isinstance(weight, WeightOperator):
+    if isinstance(weight, _Weight):
         return weight._conv2d(x, geom, bias, int(workspace))
     return dense_conv2d(x, np.ascontiguousarray(weight, dtype=x.dtype), bias, geom, int(groups), int(workspace))
 

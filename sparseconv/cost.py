@@ -90,11 +90,11 @@ def conv_cost(op_or_weight, x_shape, stride=1, padding=0, dilation=1, groups=Non
         different resolutions each part at its own.
     """
     from .dense import dense_cost
-    from .operator import WeightOperator
+    from .operator import _Weight
 
     if not (isinstance(x_shape, (tuple, list)) and len(x_shape) == 4):
         raise ValueError(f"x_shape must be a 4-tuple (N, C_in, H, W), got {x_shape!r}")
-    if isinstance(op_or_weight, WeightOperator):
+    if isinstance(op_or_weight, _Weight):
         k_shape = op_or_weight.kernel_shape
         if groups not in (None, 1):
             raise ValueError(
@@ -115,7 +115,7 @@ def conv_cost(op_or_weight, x_shape, stride=1, padding=0, dilation=1, groups=Non
             )
     g = geometry(x_shape, k_shape[2:], stride, padding, dilation)
     n_cols = int(x_shape[0]) * g.h_out * g.w_out
-    if isinstance(op_or_weight, WeightOperator):
+    if isinstance(op_or_weight, _Weight):
         return op_or_weight.conv_cost(tuple(x_shape), stride, padding, dilation)
     kk = g.kh * g.kw
     return dense_cost(w.shape[0], w.shape[1] * kk, x_shape[1] * kk, n_cols, w.dtype.itemsize)

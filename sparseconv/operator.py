@@ -26,7 +26,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from ._validation import as_array, geometry
 
-__all__ = ["WeightOperator", "as_operator", "load", "relative_error"]
+__all__ = ["NonlinearWeight", "WeightOperator", "as_operator", "load", "relative_error"]
 
 _REGISTRY = {}
 #: the file format written; ``load`` reads every format listed in _READS
@@ -34,12 +34,8 @@ _FORMAT = 2
 _READS = (1, 2)
 
 
-class WeightOperator(LinearOperator):
-    """Base class of every weight operator: a (C_out, C_in*kH*kW) linear map.
-
-    Being a :class:`scipy.sparse.linalg.LinearOperator`, an operator works
-    with ``@``, ``.matmat``, ``.rmatmat``, ``.T``/``.H`` and
-    ``scipy.sparse.linalg.aslinearoperator``.
+class _Weight:
+    """What every weight ``conv2d`` takes provides: storage, cost, the convolution, save; linear or not.
 
     Parameters
     ----------
@@ -53,12 +49,14 @@ class WeightOperator(LinearOperator):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):
+            _REGISTRY[cls.__name__] = cls
 
     def __init__(self, kernel_shape, dtype):
         c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
         self.kernel_shape = (c_out, c_in, kh, kw)
-        super().__init__(dtype=np.dtype(dtype), shape=(c_out, c_in * kh * kw))
+        self.shape = (c_out, c_in * kh * kw)
+        self.dtype = np.dtype(dtype)
 
     # -- what a subclass provides -------------------------------------------------
     def to_dense(self):
@@ -136,9 +134,6 @@ class WeightOperator(LinearOperator):
         """The 4-D weight (C_out, C_in, kH, kW) of the matrix :meth:`to_dense`."""
         return self.to_dense().reshape(self.kernel_shape)
 
-    def _adjoint(self):
-        return _Adjoint(self)
-
     def _conv2d(self, x, geom, bias, workspace, matmat=None):
         """Convolve x (N, C_in, H, W) by this operator; the generic chunked path.
 
@@ -195,11 +190,95 @@ class WeightOperator(LinearOperator):
                 f"dtype={self.dtype}, num_params={self.num_params})")
 
 
+class WeightOperator(_Weight, LinearOperator):
+    """Base class of every linear weight operator: a (C_out, C_in*kH*kW) linear map.
+
+    Being a :class:`scipy.sparse.linalg.LinearOperator`, an operator works
+    with ``@``, ``.matmat``, ``.rmatmat``, ``.T``/``.H``, sums and products,
+    ``scipy.sparse.linalg.aslinearoperator`` and its solvers: for every one,
+    <op x, y> = <x, op^H y> and ``op @ cols == op.to_dense() @ cols``.
+
+    Parameters
+    ----------
+    kernel_shape : tuple (C_out, C_in, kH, kW)
+    dtype : numpy dtype (float32 or float64)
+    """
+
+    def __init__(self, kernel_shape, dtype):
+        _Weight.__init__(self, kernel_shape, dtype)
+        LinearOperator.__init__(self, dtype=self.dtype, shape=self.shape)
+
+    def _adjoint(self):
+        return _Adjoint(self)
+
+
+def _not_linear(self, *args, **kwargs):
+    raise TypeError(f"{type(self).__name__} is not linear in its input: it quantizes the columns before "
+                    f"multiplying, y = W @ q(cols). Linear algebra (sums, products, adjoints, scipy's "
+                    f"aslinearoperator and solvers) needs a linear operator: use its linear part, .weight")
+
+
+class NonlinearWeight(_Weight):
+    """A linear weight applied to quantized inputs: y = W @ q(cols), for conv2d only.
+
+    Binary activations (:class:`sparseconv.BinaryInputWeight`) and integer
+    activations (:class:`sparseconv.IntegerInputWeight`) quantize the
+    columns inside the kernel, so the map is not linear in them. It is not a
+    ``LinearOperator``: ``@``, ``matmat``, ``conv2d``, storage, cost and
+    ``save`` work; sums, products, adjoints and scipy's linear algebra raise
+    ``TypeError``. ``weight`` is the linear operator W (the matrix
+    ``to_dense()``), ``quantize``-ing the columns is :meth:`activations_of`.
+    """
+
+    def __init__(self, weight):
+        if not isinstance(weight, WeightOperator):
+            raise TypeError(f"weight must be a linear WeightOperator, got {type(weight).__name__}")
+        self.weight = weight
+        super().__init__(weight.kernel_shape, weight.dtype)
+
+    def activations_of(self, cols):
+        """What the kernel multiplies W by: q(cols) as floats, (C_in*kH*kW, n)."""
+        raise NotImplementedError
+
+    def matmat(self, cols):
+        """W @ q(cols) for columns (C_in*kH*kW, n)."""
+        cols = np.asarray(cols)
+        if cols.ndim != 2 or cols.shape[0] != self.shape[1]:
+            raise ValueError(f"cols must be 2-D with {self.shape[1]} rows (C_in*kH*kW), got shape {cols.shape}")
+        return self._matmat(cols)
+
+    def __matmul__(self, cols):
+        if isinstance(cols, _Weight) or isinstance(cols, LinearOperator):
+            _not_linear(self)
+        cols = np.asarray(cols)
+        return self.matmat(cols[:, None])[:, 0] if cols.ndim == 1 else self.matmat(cols)
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __neg__ = __pow__ = __rmatmul__ = _not_linear
+    dot = rmatmat = adjoint = transpose = __array__ = _not_linear
+    # properties, so that hasattr() in scipy's aslinearoperator raises at once instead of wrapping
+    matvec = rmatvec = H = T = property(_not_linear)
+
+    def to_dense(self):
+        """W, the matrix that multiplies the quantized columns."""
+        return self.weight.to_dense()
+
+    @property
+    def num_params(self):
+        return self.weight.num_params
+
+    @property
+    def nbytes(self):
+        return self.weight.nbytes
+
+    def _children(self):
+        return (self.weight,)
+
+
 def _held_bytes(value):
     """Bytes of an array, an operator (stored and cached) or a tuple of them."""
     if isinstance(value, np.ndarray):
         return value.nbytes
-    if isinstance(value, WeightOperator):
+    if isinstance(value, _Weight):
         return value.nbytes + value.cache_nbytes
     if isinstance(value, (tuple, list)):
         return sum(_held_bytes(v) for v in value)
@@ -241,8 +320,8 @@ def _row_blocks(c_out, n_cols, tile):
 
 
 def as_operator(weight):
-    """An operator unchanged, or a 4-D weight array as a :class:`sparseconv.DenseWeight`."""
-    if isinstance(weight, WeightOperator):
+    """An operator (linear or not) unchanged, or a 4-D weight array as a :class:`sparseconv.DenseWeight`."""
+    if isinstance(weight, _Weight):
         return weight
     from .dense import DenseWeight
 
@@ -294,9 +373,9 @@ def relative_error(op, weight):
     matrix, or an operator. Computed in float64; 0.0 when both are zero and
     inf when only W is.
     """
-    ref = weight.to_dense() if isinstance(weight, WeightOperator) else as_array(weight, "weight")
+    ref = weight.to_dense() if isinstance(weight, _Weight) else as_array(weight, "weight")
     ref = np.asarray(ref, dtype=np.float64)
-    approx = op.to_dense() if isinstance(op, WeightOperator) else as_array(op, "op")
+    approx = op.to_dense() if isinstance(op, _Weight) else as_array(op, "op")
     approx = np.asarray(approx, dtype=np.float64)
     if ref.ndim == 4:
         ref = ref.reshape(ref.shape[0], -1)

@@ -11,15 +11,17 @@ covered, so no code is ever clipped by more than the rounding.
 
 Two kernels:
 
-- ``activations=None``: the weight is dequantized a block of rows at a
-  time, in the columns' float type, and multiplied by them (memory saved,
-  float arithmetic).
-- ``activations=a`` (bits): the columns are quantized too, symmetric with
-  one scale for the tensor, x ~ s_x q_x; the scale is the one fixed by
-  :meth:`QuantizedWeight.calibrate` from a sample of inputs (static
+- float activations, :class:`QuantizedWeight` (a linear operator): the
+  weight is dequantized a block of rows at a time, in the columns' float
+  type, and multiplied by them (memory saved, float arithmetic).
+- integer activations, :class:`IntegerInputWeight` (``quantize(w, bits,
+  activations=a)``): the columns are quantized too, symmetric with one
+  scale for the tensor, x ~ s_x q_x; the scale is the one fixed by
+  :meth:`IntegerInputWeight.calibrate` from a sample of inputs (static
   quantization) or, if never calibrated, max |x| of each conv2d call
-  (dynamic; ``op @ cols`` takes max |cols|).
-  The product is then integer multiply-accumulate, y = s s_x (Q - z) q_x.
+  (dynamic; ``op @ cols`` takes max |cols|). The product is then integer
+  multiply-accumulate, y = s s_x (Q - z) q_x: not linear in x, so a
+  :class:`sparseconv.NonlinearWeight` whose ``weight`` is the QuantizedWeight.
 """
 
 import numbers
@@ -29,10 +31,10 @@ import numpy as np
 from . import _lowp, _pack
 from ._validation import as_array, as_weight
 from .cost import Cost
-from .operator import WeightOperator
+from .operator import NonlinearWeight, WeightOperator
 from . import registry
 
-__all__ = ["QuantizedWeight", "quantize"]
+__all__ = ["IntegerInputWeight", "QuantizedWeight", "quantize"]
 
 SCHEMES = ("symmetric", "affine")
 # Rows of the weight dequantized at a time by the float-activation path.
@@ -88,7 +90,6 @@ class QuantizedWeight(WeightOperator):
     bits : int, 2..16
     scheme : "symmetric" or "affine"
     kernel_shape : (C_out, C_in, kH, kW)
-    activations : None or int (2..16)
     dtype : the float dtype of the dequantized weight
 
     Notes
@@ -100,11 +101,11 @@ class QuantizedWeight(WeightOperator):
 
     torch_module = "QuantConv2d"
 
-    def __init__(self, codes, scale, zero_point, bits, scheme, kernel_shape, activations=None,
-                 dtype=np.float32):
+    activations = None  # float activations; IntegerInputWeight quantizes them
+
+    def __init__(self, codes, scale, zero_point, bits, scheme, kernel_shape, dtype=np.float32):
         self.bits = _check_bits(bits, "bits")
         self.scheme = _check_scheme(scheme)
-        self.activations = None if activations is None else _check_bits(activations, "activations")
         c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
         k = c_in * kh * kw
         codes = np.asarray(codes)
@@ -124,7 +125,6 @@ class QuantizedWeight(WeightOperator):
         self.scale = scale.astype(dtype)
         self.zero_point = zero_point.astype(_narrowest_int(hi))
         self._bound = hi if scheme == "symmetric" else 2 ** self.bits - 1  # |Q - z| <= bound
-        self.act_scale = None
         super().__init__(kernel_shape, dtype)
 
     def _centered(self):
@@ -154,6 +154,121 @@ class QuantizedWeight(WeightOperator):
         return (self.scale[:, None].astype(np.float64) * self._centered()[:self.shape[0]]).astype(self.dtype)
 
     def calibrate(self, x):
+        """Refused: a weight-only operator has float activations and no activation scale to fix."""
+        raise ValueError("calibrate needs an operator with integer activations: quantize(w, bits, activations=a) "
+                         "returns one (an IntegerInputWeight)")
+
+    def _vnni_weights(self):
+        """Q - z as int8 in rows of whole 4-byte groups (VNNI's layout), and each row's sum: a decoded copy."""
+        def make():
+            centered = self._centered()
+            rows, k = centered.shape
+            padded = np.zeros((rows, -(-k // 4) * 4), np.int8)
+            padded[:, :k] = centered
+            return padded.view(np.int32), padded.astype(np.int32).sum(axis=1)
+
+        return self._cached("vnni", make)
+
+    def _matmat(self, cols):
+        cols = np.asarray(cols)
+        ftype = np.result_type(cols.dtype, self.dtype)
+        c_out = self.shape[0]
+        out = np.empty((c_out, cols.shape[1]), ftype)
+        scale = self.scale.astype(ftype)
+        for r0 in range(0, c_out, _ROW_BLOCK):
+            r1 = min(r0 + _ROW_BLOCK, c_out)
+            block = self._centered()[r0:r1].astype(ftype) * scale[r0:r1, None]  # dequantized rows
+            np.matmul(block, cols, out=out[r0:r1])
+        return out
+
+    def _rmatmat(self, y):
+        return self.to_dense().T @ y
+
+    @property
+    def num_params(self):
+        return int(self.shape[0] * self.shape[1] + 2 * self.shape[0])
+
+    @property
+    def nbytes(self):
+        return int(self.packed.nbytes + self.scale.nbytes + self.zero_point.nbytes)
+
+    def cost(self, n_cols):
+        c_out, k = self.shape
+        n = int(n_cols)
+        isz = self.dtype.itemsize
+        return Cost(mults=c_out * k * n + c_out * k, adds=c_out * (k - 1) * n,
+                    bytes_moved=self.nbytes + k * n * isz + c_out * n * isz)
+
+    def _state(self):
+        return {"packed": self.packed, "scale": self.scale, "zero_point": self.zero_point,
+                "bits": np.array(self.bits), "scheme": np.array(self.scheme), "dtype": np.array(self.dtype.str)}
+
+    @classmethod
+    def _from_state(cls, state, kernel_shape):
+        bits, scheme = int(state["bits"]), str(state["scheme"])
+        if "packed" in state:  # format 2: the codes as stored, offset to unsigned
+            offset = _signed_max(bits) if scheme == "symmetric" else 0
+            codes = _pack.unpack(state["packed"], bits, kernel_shape[1] * kernel_shape[2] * kernel_shape[3])
+            codes = codes.astype(np.int64) - offset
+        else:  # format 1 (sparseconv 0.1.0) wrote the codes unpacked
+            codes = state["codes"]
+        op = cls(codes, state["scale"], state["zero_point"], bits, scheme, kernel_shape, np.dtype(str(state["dtype"])))
+        if int(state.get("activations", -1)) >= 0:  # format 1 kept integer activations in the same class
+            return IntegerInputWeight(op, int(state["activations"]),
+                                      float(state["act_scale"]) if "act_scale" in state else None)
+        return op
+
+
+class IntegerInputWeight(NonlinearWeight):
+    """Integer weights on integer inputs: y = s s_x (Q - z) q_x, integer multiply-accumulate.
+
+    Parameters
+    ----------
+    weight : QuantizedWeight
+        diag(s) (Q - z), the linear part.
+    activations : int, 2..16
+        Bits of the inputs, quantized symmetric with one scale s_x for the tensor.
+    act_scale : float, optional
+        s_x, fixed (static quantization; :meth:`calibrate` sets it); None: max |x| / (2^(a-1) - 1) of each call.
+
+    Notes
+    -----
+    Integer dot products accumulate in int32 when no sum can overflow it,
+    else int64 (:func:`accumulator_dtype`); on AVX512-VNNI CPUs 8-bit codes
+    run ``vpdpbusd``. ``cost``: C_out*K integer multiply-adds per column,
+    plus quantizing the K inputs and scaling the C_out outputs.
+    """
+
+    torch_module = "QuantConv2d"
+
+    def __init__(self, weight, activations, act_scale=None):
+        if not isinstance(weight, QuantizedWeight):
+            raise TypeError(f"weight must be a QuantizedWeight, got {type(weight).__name__}")
+        super().__init__(weight)
+        self.activations = _check_bits(activations, "activations")
+        self.act_scale = None if act_scale is None else float(act_scale)
+
+    @property
+    def bits(self):
+        return self.weight.bits
+
+    @property
+    def scheme(self):
+        return self.weight.scheme
+
+    @property
+    def scale(self):
+        return self.weight.scale
+
+    @property
+    def zero_point(self):
+        return self.weight.zero_point
+
+    @property
+    def codes(self):
+        return self.weight.codes
+
+    def calibrate(self, x):
         """Fix the activation scale from a sample of inputs: s_x = max |x| / (2^(a-1) - 1); returns self.
 
         ``x`` is any array of the values the layer will see (a batch of
@@ -161,8 +276,6 @@ class QuantizedWeight(WeightOperator):
         so max |x| is max |cols|. Without calibration each call uses the
         max of its own columns.
         """
-        if self.activations is None:
-            raise ValueError("calibrate needs an operator with integer activations (activations=bits)")
         x = as_array(x, "x")
         if not np.all(np.isfinite(x)):
             raise ValueError("x must be finite (no NaN or inf) to calibrate")
@@ -187,28 +300,22 @@ class QuantizedWeight(WeightOperator):
         q = np.clip(np.rint(np.asarray(cols, dtype=np.float64) / s), -qmax, qmax)
         return q.astype(_narrowest_int(qmax)), s
 
+    def activations_of(self, cols):
+        q, s = self.quantize_columns(cols)
+        return q * s
+
     def _uses_vnni(self):
         """The VNNI kernel takes int8 weights and activations of at most 8 bits, when int32 cannot overflow.
 
         Its products are uint8 (offset activations, <= 255) x int8 (<= 127),
         so k * 255 * 127 must stay below 2^31 (k <= 66 311).
         """
-        return (_lowp.HAS_VNNI and self._bound <= 127 and self.activations <= 8
+        return (_lowp.HAS_VNNI and self.weight._bound <= 127 and self.activations <= 8
                 and self.shape[1] * 255 * 127 <= np.iinfo(np.int32).max)
-
-    def _vnni_weights(self):
-        def make():
-            centered = self._centered()
-            rows, k = centered.shape
-            padded = np.zeros((rows, -(-k // 4) * 4), np.int8)
-            padded[:, :k] = centered
-            return padded.view(np.int32), padded.astype(np.int32).sum(axis=1)
-
-        return self._cached("vnni", make)
 
     def _conv2d(self, x, geom, bias, workspace, matmat=None):
         """The generic chunked path; a dynamic activation scale is taken once, from all of x."""
-        if self.activations is None or self.act_scale is not None:
+        if self.act_scale is not None:
             return super()._conv2d(x, geom, bias, workspace)
         scale = self._columns_scale(x)  # max |x| = max |cols|: im2col repeats x and adds zeros
         return super()._conv2d(x, geom, bias, workspace, matmat=lambda cols: self._product(cols, scale))
@@ -217,80 +324,44 @@ class QuantizedWeight(WeightOperator):
         return self._product(cols, None)
 
     def _product(self, cols, act_scale):
-        """W @ cols; with integer activations quantized at ``act_scale`` (None: the usual rule)."""
+        """W @ q(cols), the columns quantized at ``act_scale`` (None: the usual rule)."""
         cols = np.asarray(cols)
         ftype = np.result_type(cols.dtype, self.dtype)
         c_out, k = self.shape
-        if self.activations is None:
-            out = np.empty((c_out, cols.shape[1]), ftype)
-            scale = self.scale.astype(ftype)
-            for r0 in range(0, c_out, _ROW_BLOCK):
-                r1 = min(r0 + _ROW_BLOCK, c_out)
-                block = self._centered()[r0:r1].astype(ftype) * scale[r0:r1, None]  # dequantized rows
-                np.matmul(block, cols, out=out[r0:r1])
-            return out
         n = cols.shape[1]
         s = self._columns_scale(cols) if act_scale is None else act_scale
         if self._uses_vnni():
-            w32, rowsum = self._vnni_weights()
+            w32, rowsum = self.weight._vnni_weights()
             panels = np.empty((-(-n // _lowp.VNNI_COLS), w32.shape[1], _lowp.VNNI_COLS), np.int32)
             _lowp.pack_vnni_activations(np.ascontiguousarray(cols), s, float(_signed_max(self.activations)), panels)
             acc = np.empty((c_out, n), np.int32)
             _lowp.vnni_gemm(w32, rowsum, panels, acc)
         else:
             xq, s = self.quantize_columns(cols, s)
-            acc = np.empty((c_out, n), accumulator_dtype(k, self._bound, _signed_max(self.activations)))
-            _lowp.int_gemm(self._centered(), np.ascontiguousarray(xq.T), acc)  # xq.T: (n, K), k contiguous
-        return (acc * (self.scale.astype(np.float64)[:, None] * s)).astype(ftype)
-
-    def _rmatmat(self, y):
-        return self.to_dense().T @ y
-
-    @property
-    def num_params(self):
-        return int(self.shape[0] * self.shape[1] + 2 * self.shape[0])
-
-    @property
-    def nbytes(self):
-        return int(self.packed.nbytes + self.scale.nbytes + self.zero_point.nbytes)
+            acc = np.empty((c_out, n), accumulator_dtype(k, self.weight._bound, _signed_max(self.activations)))
+            _lowp.int_gemm(self.weight._centered(), np.ascontiguousarray(xq.T), acc)  # xq.T: (n, K), k contiguous
+        return (acc * (self.weight.scale.astype(np.float64)[:, None] * s)).astype(ftype)
 
     def cost(self, n_cols):
         c_out, k = self.shape
         n = int(n_cols)
         isz = self.dtype.itemsize
-        out_bytes = c_out * n * isz
-        if self.activations is None:
-            return Cost(mults=c_out * k * n + c_out * k, adds=c_out * (k - 1) * n,
-                        bytes_moved=self.nbytes + k * n * isz + out_bytes)
         a_bytes = -(-self.activations // 8)
         # integer MACs (c_out*k*n of each), quantizing the columns (k*n) and scaling the outputs (c_out*n)
         return Cost(mults=c_out * k * n + k * n + c_out * n, adds=c_out * (k - 1) * n,
-                    bytes_moved=self.nbytes + k * n * (isz + a_bytes) + out_bytes)
+                    bytes_moved=self.nbytes + k * n * (isz + a_bytes) + c_out * n * isz)
 
     def _state(self):
-        state = {"packed": self.packed, "scale": self.scale, "zero_point": self.zero_point,
-                 "bits": np.array(self.bits), "scheme": np.array(self.scheme),
-                 "activations": np.array(-1 if self.activations is None else self.activations),
-                 "dtype": np.array(self.dtype.str)}
+        state = dict(self.weight._state(), activations=np.array(self.activations))
         if self.act_scale is not None:
             state["act_scale"] = np.array(self.act_scale)
         return state
 
     @classmethod
     def _from_state(cls, state, kernel_shape):
-        a = int(state["activations"])
-        bits, scheme = int(state["bits"]), str(state["scheme"])
-        if "packed" in state:  # format 2: the codes as stored, offset to unsigned
-            offset = _signed_max(bits) if scheme == "symmetric" else 0
-            codes = _pack.unpack(state["packed"], bits, kernel_shape[1] * kernel_shape[2] * kernel_shape[3])
-            codes = codes.astype(np.int64) - offset
-        else:  # format 1 (sparseconv 0.1.0) wrote the codes unpacked
-            codes = state["codes"]
-        op = cls(codes, state["scale"], state["zero_point"], int(state["bits"]), str(state["scheme"]),
-                 kernel_shape, None if a < 0 else a, np.dtype(str(state["dtype"])))
-        if "act_scale" in state:
-            op.act_scale = float(state["act_scale"])
-        return op
+        weight = QuantizedWeight._from_state({k: v for k, v in state.items() if k not in ("activations", "act_scale")},
+                                             kernel_shape)
+        return cls(weight, int(state["activations"]), float(state["act_scale"]) if "act_scale" in state else None)
 
 
 def quantize(weight, bits=8, scheme="symmetric", per_channel=True, activations=None):
@@ -310,7 +381,7 @@ def quantize(weight, bits=8, scheme="symmetric", per_channel=True, activations=N
 
     Returns
     -------
-    QuantizedWeight
+    QuantizedWeight (float activations), or IntegerInputWeight (integer activations: not linear in the input)
         Every entry of ``to_dense()`` is within half a step (scale / 2) of W.
     """
     weight = as_weight(weight)
@@ -336,13 +407,13 @@ def quantize(weight, bits=8, scheme="symmetric", per_channel=True, activations=N
         safe = np.where(scale > 0, scale, 1.0)
         zero_point = np.clip(np.rint(-lo / safe), 0, qmax).astype(np.int64)
         codes = np.clip(np.rint(w / safe[:, None]) + zero_point[:, None], 0, qmax)
-    return QuantizedWeight(codes.astype(np.int64), scale, zero_point, bits, scheme, weight.shape, activations,
-                           weight.dtype)
+    op = QuantizedWeight(codes.astype(np.int64), scale, zero_point, bits, scheme, weight.shape, weight.dtype)
+    return op if activations is None else IntegerInputWeight(op, activations)
 
 
 def _sweep(kernel_shape, quick):
     return [(f"{b} bits", dict(bits=b)) for b in ((8, 4, 2) if quick else (8, 6, 4, 3, 2))]
 
 
-registry.register(registry.Family("quantize", quantize, (QuantizedWeight,), _sweep,
+registry.register(registry.Family("quantize", quantize, (QuantizedWeight, IntegerInputWeight), _sweep,
                                   "integer codes of 2-16 bits, scale and zero point per channel"))

@@ -6,6 +6,7 @@ import sys
 import sparseconv
 
 PUBLIC = [
+    "BinaryInputWeight",
     "BinaryWeight",
     "BlockDiagonalWeight",
     "ChannelReducedWeight",
@@ -16,7 +17,9 @@ PUBLIC = [
     "IGCV1",
     "IGCV2",
     "IGCV3",
+    "IntegerInputWeight",
     "LowRankWeight",
+    "NonlinearWeight",
     "Permutation",
     "ProductWeight",
     "QuantizedWeight",

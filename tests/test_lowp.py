@@ -63,8 +63,8 @@ def test_xnor_gemm_is_integer_exact(rng, c_out, k, n):
     cols = rng.standard_normal((k, n)).astype(np.float32)
     w[0, :5] = 0  # sign(0) = +1, for weights and columns alike
     cols[:3, 0] = 0
-    op = sc.BinaryWeight(sc.binary.pack_signs(w), np.ones(c_out, np.float32), (c_out, k, 1, 1), "binary",
-                         activation_scale=False)
+    op = sc.BinaryInputWeight(sc.BinaryWeight(sc.binary.pack_signs(w), np.ones(c_out, np.float32), (c_out, k, 1, 1)),
+                              activation_scale=False)
     assert np.array_equal(op @ cols, _sign(w) @ _sign(cols))
 
 

@@ -95,7 +95,7 @@ def toy_family():
 def test_built_in_families_in_order():
     assert sc.registry.names() == BUILT_IN
     for fam in sc.registry.families():
-        assert fam.operators and all(issubclass(c, sc.WeightOperator) for c in fam.operators)
+        assert fam.operators and all(issubclass(c, (sc.WeightOperator, sc.NonlinearWeight)) for c in fam.operators)
         assert fam.points((16, 16, 3, 3), quick=True), f"{fam.name} sweeps nothing on a 16->16 3x3 layer"
 
 

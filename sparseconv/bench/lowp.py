@@ -57,7 +57,7 @@ def _contenders(w, x, torch):
     dots = np.empty((c_out, n), np.int32)
 
     def xnor_kernel():
-        _bits.xnor_gemm(binary._padded_bits(), xbits, k, dots)
+        _bits.xnor_gemm(binary.weight._padded_bits(), xbits, k, dots)
         return dots
 
     out += [Contender("XNOR-popcount (kernel)", xnor_kernel, "numba", tol=0, reference=exact_signs),
@@ -72,7 +72,7 @@ def _contenders(w, x, torch):
     exact_int = quant.codes @ xq.astype(np.int64)
     acc = np.empty((c_out, n), np.int32)
     if quant._uses_vnni():
-        w32, rowsum = quant._vnni_weights()
+        w32, rowsum = quant.weight._vnni_weights()
         panels = np.empty((-(-n // _lowp.VNNI_COLS), w32.shape[1], _lowp.VNNI_COLS), np.int32)
         _lowp.pack_vnni_activations(x, s, 127.0, panels)
 
@@ -84,7 +84,7 @@ def _contenders(w, x, torch):
         xq_t = np.ascontiguousarray(xq.T)
 
         def int_kernel():
-            _lowp.int_gemm(quant._centered(), xq_t, acc)
+            _lowp.int_gemm(quant.weight._centered(), xq_t, acc)
             return acc
         int_name = "int8 GEMM (kernel, portable)"
     out += [Contender(int_name, int_kernel, "numba", tol=0, reference=exact_int),

@@ -24,8 +24,8 @@ def from_operator(op, stride=1, padding=0, dilation=1, bias=None):
     dense weight. The module lives on the CPU in the operator's dtype; move
     it with ``.to(device)`` as any module.
     """
-    if not isinstance(op, sc.WeightOperator):
-        raise TypeError(f"op must be a sparseconv WeightOperator, got {type(op).__name__}")
+    if not isinstance(op, (sc.WeightOperator, sc.NonlinearWeight)):
+        raise TypeError(f"op must be a sparseconv WeightOperator or NonlinearWeight, got {type(op).__name__}")
     return M.module_for(op, stride, padding, dilation, bias)
 
 

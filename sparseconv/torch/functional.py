@@ -5,7 +5,7 @@ dtype) of the input. Like torch's and sparseconv's, "convolution" here is
 cross-correlation.
 """
 
-from .. import WeightOperator
+from .. import NonlinearWeight, WeightOperator
 from . import modules
 from ._ops import binary_input_conv2d, channel_shuffle, conv2d, fake_quantize, igc_conv2d, quantize_input, sign_ste
 
@@ -35,8 +35,8 @@ def operator_conv2d(x, op, stride=1, padding=0, dilation=1):
       chained, 1x1 factors before the spatial one at the input's resolution;
     - an operator whose class names no module: its dense weight.
     """
-    if not isinstance(op, WeightOperator):
-        raise TypeError(f"op must be a sparseconv WeightOperator, got {type(op).__name__}")
+    if not isinstance(op, (WeightOperator, NonlinearWeight)):
+        raise TypeError(f"op must be a sparseconv WeightOperator or NonlinearWeight, got {type(op).__name__}")
     if x.dim() != 4:
         raise ValueError(f"x must be 4-D (N, C_in, H, W), got shape {tuple(x.shape)}")
     c_in = op.kernel_shape[1]

@@ -221,7 +221,8 @@ class BinaryConv2d(_Geometry):
     def __init__(self, op, stride=1, padding=0, dilation=1, bias=None, scale=None):
         super().__init__(stride, padding, dilation, bias)
         self.weight = _param(op.to_weight())
-        self.activations, self.activation_scale = op.activations, op.activation_scale
+        self.activations = op.activations  # "float" (BinaryWeight) or "binary" (BinaryInputWeight)
+        self.activation_scale = getattr(op, "activation_scale", True)
         if scale is None:  # what makes alpha(to_weight()) = op.alpha: one value for all rows -> "tensor"
             alpha = op.alpha
             scale = None if np.all(alpha == 1) else ("tensor" if np.all(alpha == alpha[0]) else "channel")
@@ -256,7 +257,9 @@ class QuantConv2d(_Geometry):
     def __init__(self, op, stride=1, padding=0, dilation=1, bias=None):
         super().__init__(stride, padding, dilation, bias)
         self.weight = _param(op.to_weight())
-        self.bits, self.scheme, self.activations, self.act_scale = op.bits, op.scheme, op.activations, op.act_scale
+        # QuantizedWeight: float activations; IntegerInputWeight: integer ones, at act_scale
+        self.bits, self.scheme, self.activations = op.bits, op.scheme, op.activations
+        self.act_scale = getattr(op, "act_scale", None)
         self.register_buffer("scale", _buffer(op.scale.astype(np.float64)))
         self.register_buffer("zero_point", _buffer(op.zero_point.astype(np.float64)))
 
@@ -277,16 +280,15 @@ class QuantConv2d(_Geometry):
         return self._finish(SF.conv2d(x, self.quantized_weight(), None, self.stride, self.padding, self.dilation))
 
     def to_operator(self):
-        from .. import QuantizedWeight
+        from .. import IntegerInputWeight, QuantizedWeight
 
         w = self.quantized_weight().detach().double().cpu().numpy().reshape(self.weight.shape[0], -1)
         scale, zp = _numpy(self.scale), _numpy(self.zero_point)
         safe = np.where(scale > 0, scale, 1.0)
         codes = np.rint(w / safe[:, None]) + zp[:, None]
         op = QuantizedWeight(codes.astype(np.int64), scale, zp.astype(np.int64), self.bits, self.scheme,
-                             tuple(self.weight.shape), self.activations, self.weight.detach().cpu().numpy().dtype)
-        op.act_scale = self.act_scale
-        return op
+                             tuple(self.weight.shape), self.weight.detach().cpu().numpy().dtype)
+        return op if self.activations is None else IntegerInputWeight(op, self.activations, self.act_scale)
 
 
 class CodebookConv2d(_Geometry):
