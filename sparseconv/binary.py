@@ -28,7 +28,7 @@ binarises to +1, as a sign function without a zero does).
 import numba
 import numpy as np
 
-from . import _bits
+from ._kernels import bits as _bits
 from ._validation import as_weight
 from .cost import Cost
 from .operator import NonlinearWeight, WeightOperator, _row_blocks

@@ -19,7 +19,8 @@ import numba
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-from . import _lowp, _pack
+from ._kernels import lowp as _lowp
+from . import _pack
 from ._validation import as_weight
 from .cost import Cost
 from .operator import WeightOperator, _row_blocks

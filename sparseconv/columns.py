@@ -11,7 +11,7 @@ patches sum.
 
 import numpy as np
 
-from . import _im2col
+from ._kernels import im2col as _im2col
 from ._validation import as_array, float_dtype, geometry, pair
 
 __all__ = ["col2im", "conv_output_shape", "im2col"]

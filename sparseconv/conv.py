@@ -10,7 +10,7 @@ import numbers
 import numba
 import numpy as np
 
-from . import _conv
+from ._kernels import conv as _conv
 from ._blas import BACKEND
 from ._threads import blas_single_threaded
 from ._validation import as_array, as_input, geometry

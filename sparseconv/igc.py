@@ -96,7 +96,7 @@ class IGCV1(ProductWeight):
         """Primary group conv by the dense kernels, then the secondary with both permutations as strides."""
         import numba
 
-        from . import _conv
+        from ._kernels import conv as _conv
         from ._threads import blas_single_threaded
 
         if (geom.sh, geom.sw) == (1, 1) and geom.w_out >= _FUSED_MIN_WIDTH:
@@ -118,7 +118,7 @@ class IGCV1(ProductWeight):
         """``_conv.igc_fused`` (stride 1) when its per-thread buffers fit the workspace; else None."""
         import numba
 
-        from . import _conv
+        from ._kernels import conv as _conv
         from ._threads import blas_single_threaded
         from .conv import tap_major
 

@@ -142,7 +142,7 @@ class _Weight:
         ``matmat`` (default ``self._matmat``) computes each chunk's product.
         """
         matmat = self._matmat if matmat is None else matmat
-        from ._im2col import im2col_range
+        from ._kernels.im2col import im2col_range
 
         n_img = x.shape[0]
         c_out, k = self.shape

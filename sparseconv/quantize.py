@@ -28,7 +28,8 @@ import numbers
 
 import numpy as np
 
-from . import _lowp, _pack
+from ._kernels import lowp as _lowp
+from . import _pack
 from ._validation import as_array, as_weight
 from .cost import Cost
 from .operator import NonlinearWeight, WeightOperator

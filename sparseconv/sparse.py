@@ -19,7 +19,7 @@ import numba
 import numpy as np
 import scipy.sparse
 
-from . import _sparse
+from ._kernels import sparse as _sparse
 from ._validation import as_weight, count_or_fraction
 from .cost import Cost
 from .operator import WeightOperator

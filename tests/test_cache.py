@@ -15,7 +15,8 @@ PACKAGE = pathlib.Path(sparseconv.__file__).resolve().parent
 
 RUN_KERNELS = """
 import numpy as np, sparseconv as sc
-from sparseconv import _config, _conv, _im2col, _sparse, _bits, _lowp
+from sparseconv import _config
+from sparseconv._kernels import conv as _conv, im2col as _im2col, sparse as _sparse, bits as _bits, lowp as _lowp
 x = np.random.default_rng(0).standard_normal((1, 8, 9, 9)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((4, 8, 3, 3)).astype(np.float32)
 sc.conv2d(x, w, padding=1, stride=2)
@@ -48,7 +49,7 @@ def test_kernels_are_cached_in_the_cache_dir_not_the_package(tmp_path):
     assert _compiled_files(tmp_path), "nothing was cached"
     assert _compiled_files(PACKAGE) == before, "compiled kernels were written into the package"
     # a second process loads them instead of compiling
-    hits = _run("import numpy as np, sparseconv as sc\nfrom sparseconv import _im2col\n"
+    hits = _run("import numpy as np, sparseconv as sc\nfrom sparseconv._kernels import im2col as _im2col\n"
                 "sc.conv2d(np.ones((1, 8, 9, 9), np.float32), np.ones((4, 8, 3, 3), np.float32), stride=2)\n"
                 "print(sum(_im2col.im2col_tile.stats.cache_hits.values()))", SPARSECONV_CACHE_DIR=str(tmp_path))
     assert int(hits) >= 1
@@ -84,4 +85,6 @@ def test_every_kernel_is_compiled_through_config():
                         re.M)
     offenders = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
                  if p.name != "_config.py" and direct.search(p.read_text())]
+    kernels = [p for p in (PACKAGE / "_kernels").glob("*.py") if p.name != "__init__.py"]
+    assert kernels and all("@jit(**" in p.read_text() for p in kernels)
     assert offenders == []

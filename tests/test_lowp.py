@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import sparseconv as sc
-from sparseconv import _bits, _lowp, _pack
+from sparseconv._kernels import bits as _bits, lowp as _lowp
+from sparseconv import _pack
 from sparseconv.quantize import accumulator_dtype
 
 from conftest import assert_close, torch_conv2d

@@ -20,7 +20,7 @@ faster than the GEMM).
 import numpy as np
 
 import sparseconv
-from sparseconv import _bits, _lowp
+from sparseconv._kernels import bits as _bits, lowp as _lowp
 
 from .harness import Contender, environment, format_table, run
 

@@ -15,7 +15,7 @@ used often enough, the tile is first copied into a compact block. Tasks are
 import numba
 import numpy as np
 
-from ._config import PARALLEL, SERIAL, jit
+from .._config import PARALLEL, SERIAL, jit
 
 
 @jit(**SERIAL)

@@ -36,9 +36,9 @@ in the workspace slab of its ``numba.get_thread_id()``.
 import numba
 import numpy as np
 
-from ._blas import dgemm, sgemm
-from ._config import PARALLEL, PARALLEL_BLAS, SERIAL, jit
-from ._im2col import im2col_tile
+from .._blas import dgemm, sgemm
+from .._config import PARALLEL, PARALLEL_BLAS, SERIAL, jit
+from .im2col import im2col_tile
 
 
 @jit(**SERIAL)

@@ -23,8 +23,8 @@
 import numba
 import numpy as np
 
-from ._config import PARALLEL, SERIAL, jit
-from ._sparse import _task
+from .._config import PARALLEL, SERIAL, jit
+from .sparse import _task
 
 
 @jit(**SERIAL)

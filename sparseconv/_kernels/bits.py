@@ -24,8 +24,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._config import PARALLEL, SERIAL, jit
-from ._sparse import _task
+from .._config import PARALLEL, SERIAL, jit
+from .sparse import _task
 
 #: The XNOR tile: ROWS weight rows x LANES packed columns, LANES uint64 per vector register (AVX-512).
 ROWS, LANES = 4, 8

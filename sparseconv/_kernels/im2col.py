@@ -13,7 +13,7 @@ column matrix tile by tile without ever holding all of it.
 import numba
 import numpy as np
 
-from ._config import PARALLEL, SERIAL, jit
+from .._config import PARALLEL, SERIAL, jit
 
 
 @jit(**SERIAL)
