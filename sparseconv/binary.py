@@ -192,6 +192,11 @@ class BinaryInputWeight(NonlinearWeight):
     def alpha(self):
         return self.weight.alpha
 
+    @property
+    def signs(self):
+        """B, the weight's signs (C_out, C_in*kH*kW) int8."""
+        return self.weight.signs
+
     def binarize_columns(self, cols):
         """What the binary kernel multiplies: (sign(cols) with sign(0) = +1, K per column)."""
         cols = np.asarray(cols)
@@ -203,15 +208,34 @@ class BinaryInputWeight(NonlinearWeight):
         signs, scale = self.binarize_columns(cols)
         return signs * scale[None, :]
 
+    def pack_columns(self, cols):
+        """The signs of ``cols`` (K, n) packed as the XNOR kernel reads them: (panels, ceil(K/64), PANEL) uint64.
+
+        A binary network that keeps its activations packed between layers
+        passes this to :meth:`xnor_dots` and skips the packing.
+        """
+        cols = np.ascontiguousarray(cols)
+        if cols.ndim != 2 or cols.shape[0] != self.shape[1]:
+            raise ValueError(f"cols must be 2-D with {self.shape[1]} rows (C_in*kH*kW), got shape {cols.shape}")
+        xbits = np.empty((-(-cols.shape[1] // _bits.PANEL), self.weight.bits.shape[1], _bits.PANEL), np.uint64)
+        _bits.pack_columns(cols, xbits)
+        return xbits
+
+    def xnor_dots(self, packed, n):
+        """B @ sign(cols) for the first ``n`` packed columns, exactly, as int32 (C_out, n): the kernel alone.
+
+        Each entry is K - 2 popcount(w XOR x) summed over the packed words.
+        """
+        if packed.dtype != np.uint64 or packed.ndim != 3 or packed.shape[1:] != (self.weight.bits.shape[1], _bits.PANEL) \
+                or not 0 <= n <= packed.shape[0] * _bits.PANEL:
+            raise ValueError("packed must come from pack_columns, and n must not exceed its columns")
+        dots = np.empty((self.shape[0], int(n)), np.int32)
+        _bits.xnor_gemm(self.weight._padded_bits(), packed, self.shape[1], dots)
+        return dots
+
     def _matmat(self, cols):
         cols = np.ascontiguousarray(cols, dtype=np.result_type(cols.dtype, self.dtype))
-        c_out, k = self.shape
-        n = cols.shape[1]
-        panels = -(-n // _bits.PANEL)
-        xbits = np.empty((panels, self.weight.bits.shape[1], _bits.PANEL), np.uint64)
-        _bits.pack_columns(cols, xbits)
-        dots = np.empty((c_out, n), np.int32)
-        _bits.xnor_gemm(self.weight._padded_bits(), xbits, k, dots)
+        dots = self.xnor_dots(self.pack_columns(cols), cols.shape[1])
         out = dots * self.alpha.astype(cols.dtype)[:, None]
         if self.activation_scale:
             out *= np.abs(cols).mean(axis=0)[None, :]

@@ -305,6 +305,43 @@ class IntegerInputWeight(NonlinearWeight):
         q, s = self.quantize_columns(cols)
         return q * s
 
+    @property
+    def kernel(self):
+        """Which integer kernel runs: "vnni" (AVX512-VNNI, 8-bit codes) or "portable"."""
+        return "vnni" if self._uses_vnni() else "portable"
+
+    def pack_columns(self, cols, act_scale=None):
+        """The columns (K, n) quantized at s_x and laid out for :attr:`kernel`; returns (packed, s_x).
+
+        An integer pipeline that keeps its activations quantized passes
+        ``packed`` to :meth:`int_dots` and skips this step.
+        """
+        cols = np.ascontiguousarray(cols)
+        if cols.ndim != 2 or cols.shape[0] != self.shape[1]:
+            raise ValueError(f"cols must be 2-D with {self.shape[1]} rows (C_in*kH*kW), got shape {cols.shape}")
+        s = self._columns_scale(cols) if act_scale is None else act_scale
+        n = cols.shape[1]
+        if self._uses_vnni():
+            width = self.weight._vnni_weights()[0].shape[1]
+            panels = np.empty((-(-n // _lowp.VNNI_COLS), width, _lowp.VNNI_COLS), np.int32)
+            _lowp.pack_vnni_activations(cols, s, float(_signed_max(self.activations)), panels)
+            return ("vnni", panels, n), s
+        xq, s = self.quantize_columns(cols, s)
+        return ("portable", np.ascontiguousarray(xq.T), n), s  # (n, K): k contiguous
+
+    def int_dots(self, packed):
+        """(Q - z) @ q_x for packed columns, exactly, in the accumulator's int dtype (C_out, n): the kernel alone."""
+        kind, data, n = packed
+        c_out, k = self.shape
+        if kind == "vnni":
+            w32, rowsum = self.weight._vnni_weights()
+            acc = np.empty((c_out, n), np.int32)
+            _lowp.vnni_gemm(w32, rowsum, data, acc)
+            return acc
+        acc = np.empty((c_out, n), accumulator_dtype(k, self.weight._bound, _signed_max(self.activations)))
+        _lowp.int_gemm(self.weight._centered(), data, acc)
+        return acc
+
     def _uses_vnni(self):
         """The VNNI kernel takes int8 weights and activations of at most 8 bits, when int32 cannot overflow.
 
@@ -328,19 +365,8 @@ class IntegerInputWeight(NonlinearWeight):
         """W @ q(cols), the columns quantized at ``act_scale`` (None: the usual rule)."""
         cols = np.asarray(cols)
         ftype = np.result_type(cols.dtype, self.dtype)
-        c_out, k = self.shape
-        n = cols.shape[1]
-        s = self._columns_scale(cols) if act_scale is None else act_scale
-        if self._uses_vnni():
-            w32, rowsum = self.weight._vnni_weights()
-            panels = np.empty((-(-n // _lowp.VNNI_COLS), w32.shape[1], _lowp.VNNI_COLS), np.int32)
-            _lowp.pack_vnni_activations(np.ascontiguousarray(cols), s, float(_signed_max(self.activations)), panels)
-            acc = np.empty((c_out, n), np.int32)
-            _lowp.vnni_gemm(w32, rowsum, panels, acc)
-        else:
-            xq, s = self.quantize_columns(cols, s)
-            acc = np.empty((c_out, n), accumulator_dtype(k, self.weight._bound, _signed_max(self.activations)))
-            _lowp.int_gemm(self.weight._centered(), np.ascontiguousarray(xq.T), acc)  # xq.T: (n, K), k contiguous
+        packed, s = self.pack_columns(cols, act_scale)
+        acc = self.int_dots(packed)
         return (acc * (self.weight.scale.astype(np.float64)[:, None] * s)).astype(ftype)
 
     def cost(self, n_cols):

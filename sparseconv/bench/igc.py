@@ -66,7 +66,7 @@ def bench_igc(quick=False, repeat=None, progress=print):
                     ]
                 results = run(contenders, out, repeat=repeat or (3 if quick else 5), min_sample_s=0.03)
                 med = {r.name: (r.median_s if r.ok else float("nan")) for r in results}
-                reduction = dense_op.cost(1).macs / op.cost(1).macs
+                reduction = dense_op.conv_cost(x.shape, padding=1).macs / op.conv_cost(x.shape, padding=1).macs
                 rec = {"layer": name, "N": n, "L": L, "M": c // L, "mac_reduction": reduction,
                        **{k: med.get(k, float("nan")) for k in ("sparseconv", "sparseconv dense", "torch",
                                                                  "torch dense")}}

@@ -20,7 +20,6 @@ faster than the GEMM).
 import numpy as np
 
 import sparseconv
-from sparseconv._kernels import bits as _bits, lowp as _lowp
 
 from .harness import Contender, environment, format_table, run
 
@@ -52,13 +51,10 @@ def _contenders(w, x, torch):
     binary = sparseconv.binarize(weight, activations="binary", activation_scale=False)
     signs = np.where(x < 0, -1.0, 1.0)
     exact_signs = binary.signs.astype(np.float64) @ signs
-    xbits = np.empty((-(-n // _bits.PANEL), binary.bits.shape[1], _bits.PANEL), np.uint64)
-    _bits.pack_columns(x, xbits)
-    dots = np.empty((c_out, n), np.int32)
+    xbits = binary.pack_columns(x)
 
     def xnor_kernel():
-        _bits.xnor_gemm(binary.weight._padded_bits(), xbits, k, dots)
-        return dots
+        return binary.xnor_dots(xbits, n)
 
     out += [Contender("XNOR-popcount (kernel)", xnor_kernel, "numba", tol=0, reference=exact_signs),
             Contender("XNOR-popcount + packing", lambda: binary @ x, "numba", tol=1e-6,
@@ -70,23 +66,11 @@ def _contenders(w, x, torch):
     quant = sparseconv.quantize(weight, 8, activations=8).calibrate(x)
     xq, s = quant.quantize_columns(x)
     exact_int = quant.codes @ xq.astype(np.int64)
-    acc = np.empty((c_out, n), np.int32)
-    if quant._uses_vnni():
-        w32, rowsum = quant.weight._vnni_weights()
-        panels = np.empty((-(-n // _lowp.VNNI_COLS), w32.shape[1], _lowp.VNNI_COLS), np.int32)
-        _lowp.pack_vnni_activations(x, s, 127.0, panels)
+    packed, _ = quant.pack_columns(x)
 
-        def int_kernel():
-            _lowp.vnni_gemm(w32, rowsum, panels, acc)
-            return acc
-        int_name = "int8 GEMM (kernel, VNNI)"
-    else:
-        xq_t = np.ascontiguousarray(xq.T)
-
-        def int_kernel():
-            _lowp.int_gemm(quant.weight._centered(), xq_t, acc)
-            return acc
-        int_name = "int8 GEMM (kernel, portable)"
+    def int_kernel():
+        return quant.int_dots(packed)
+    int_name = f"int8 GEMM (kernel, {quant.kernel})"
     out += [Contender(int_name, int_kernel, "numba", tol=0, reference=exact_int),
             Contender("int8 GEMM + quantizing x", lambda: quant @ x, "numba", tol=1e-6,
                       reference=exact_int * (quant.scale.astype(np.float64)[:, None] * s))]

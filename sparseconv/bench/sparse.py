@@ -160,7 +160,7 @@ def bench_lowrank(quick=False, repeat=None, progress=print):
                               reference=dense_out),
                 ]
                 results = run(contenders, out, repeat=repeat or (3 if quick else 5), min_sample_s=0.03)
-                reduction = dense_op.cost(1).macs / op.cost(1).macs
+                reduction = dense_op.conv_cost(x.shape, padding=1).macs / op.conv_cost(x.shape, padding=1).macs
                 rec = {"layer": name, "N": n, "rank": c // div, "flop_reduction": reduction,
                        "low_rank_s": _med(results, "low rank"), "dense_s": _med(results, "dense")}
                 rec["realised"] = rec["dense_s"] / rec["low_rank_s"] / reduction
