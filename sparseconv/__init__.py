@@ -8,8 +8,8 @@
 from .columns import col2im, conv_output_shape, im2col
 from .conv import DEFAULT_WORKSPACE, conv2d
 from .cost import Cost, conv_cost
-from .dense import DenseWeight
-from .operator import NonlinearWeight, WeightOperator, as_operator, load, relative_error
+from .dense import DenseWeight, as_operator
+from .operator import NonlinearWeight, WeightOperator, load, relative_error
 from .product import Permutation, ProductWeight, channel_shuffle_permutation, complementary, paths
 # The families register themselves on import, in the order they are listed (compare's tables, figures).
 from .binary import BinaryInputWeight, BinaryWeight, binarize
@@ -20,7 +20,7 @@ from .lowrank import (ChannelReducedWeight, LowRankWeight, SpatialLowRankWeight,
 from .sparse import SparseWeight, prune
 from .blockdiag import BlockDiagonalWeight, block_diagonal
 from .igc import IGCV1, IGCV2, IGCV3, igcv1, igcv2, igcv3
-from . import plot, reference, registry, theory
+from . import plot, reference, registry, system, theory
 
 __version__ = "0.1.0"
 
@@ -70,5 +70,6 @@ __all__ = [
     "registry",
     "relative_error",
     "spatial_low_rank",
+    "system",
     "theory",
 ]

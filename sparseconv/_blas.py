@@ -19,12 +19,17 @@ layer (process-wide, before its first use; where another user of MKL got
 there first, the OpenBLAS path is taken), and OpenBLAS is limited to one
 thread around each kernel call (see ``_threads``).
 
+Nothing happens at import: the library is found, loaded and set up the
+first time a kernel asks for a GEMM (:func:`backend`, :func:`gemm`), so
+``import sparseconv`` loads no MKL and changes no process-wide setting.
+
 The arrays here are row-major; BLAS is column-major. A row-major product
 ``C = A @ B`` is the column-major product ``C^T = B^T @ A^T``, so the call
 passes ``B`` first and swaps ``m`` and ``n``.
 """
 
 import ctypes
+import functools
 import glob
 import os
 import sys
@@ -73,8 +78,14 @@ def _choose():
     return "openblas", _openblas_addresses()
 
 
-#: which library the kernels' GEMM comes from: "mkl" or "openblas"
-BACKEND, _ADDRESSES = _choose()
+@functools.cache
+def _chosen():
+    return _choose()
+
+
+def backend():
+    """Which library the kernels' GEMM comes from: "mkl" or "openblas" (chosen, and loaded, on first call)."""
+    return _chosen()[0]
 
 
 def _make_gemm(fn, dtype):
@@ -104,5 +115,8 @@ def _make_gemm(fn, dtype):
     return gemm
 
 
-sgemm = _make_gemm(_GEMM_PROTO(_ADDRESSES[0]), np.float32)
-dgemm = _make_gemm(_GEMM_PROTO(_ADDRESSES[1]), np.float64)
+@functools.cache
+def gemm(dtype):
+    """The numba-callable GEMM for float32 or float64 columns, bound to :func:`backend`'s library."""
+    address = _chosen()[1][0 if np.dtype(dtype) == np.float32 else 1]
+    return _make_gemm(_GEMM_PROTO(address), np.dtype(dtype).type)

@@ -19,7 +19,7 @@ import os
 
 from threadpoolctl import ThreadpoolController
 
-from ._blas import BACKEND
+from . import _blas
 
 _limiter = None
 
@@ -45,7 +45,7 @@ def _make_limiter():
 def blas_single_threaded():
     """Context manager: the kernels' BLAS runs on the calling thread only."""
     global _limiter
-    if BACKEND == "mkl":  # already in its sequential layer
+    if _blas.backend() == "mkl":  # already in its sequential layer
         return contextlib.nullcontext()
     if _limiter is None:
         _limiter = _make_limiter()

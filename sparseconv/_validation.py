@@ -128,21 +128,6 @@ def geometry(x_shape, kernel_size, stride, padding, dilation):
     return g
 
 
-def as_weight(weight, name="weight"):
-    """A 4-D (C_out, C_in, kH, kW) float weight with finite entries, from an array or an operator."""
-    from .operator import _Weight
-
-    if isinstance(weight, _Weight):
-        weight = weight.to_weight()
-    weight = as_array(weight, name)
-    if weight.ndim != 4:
-        raise ValueError(f"{name} must be 4-D (C_out, C_in, kH, kW), got shape {weight.shape}")
-    weight = np.ascontiguousarray(weight, dtype=float_dtype(weight.dtype, name))
-    if not np.all(np.isfinite(weight)):
-        raise ValueError(f"{name} has NaN or inf entries; a factorization of it would be meaningless")
-    return weight
-
-
 def count_or_fraction(value, name, total):
     """How many of ``total`` units ``value`` names: an int count in [0, total] or a float fraction in [0, 1].
 

@@ -29,9 +29,8 @@ import numba
 import numpy as np
 
 from ._kernels import bits as _bits
-from ._validation import as_weight
+from .operator import NonlinearWeight, WeightOperator, as_weight, _row_blocks
 from .cost import Cost
-from .operator import NonlinearWeight, WeightOperator, _row_blocks
 from . import registry
 
 __all__ = ["BinaryInputWeight", "BinaryWeight", "binarize"]

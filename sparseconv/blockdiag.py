@@ -13,9 +13,9 @@ import numbers
 
 import numpy as np
 
-from ._validation import as_weight
-from .dense import dense_cost, grouped_conv2d
-from .operator import WeightOperator
+from .operator import WeightOperator, as_weight
+from .dense import grouped_conv2d
+from .cost import dense_cost
 from . import registry
 
 __all__ = ["BlockDiagonalWeight", "block_diagonal"]

@@ -13,7 +13,7 @@ def _print_environment(env):
 
 
 def _write_json(args, result):
-    from .bench.harness import write_json
+    from ._table import write_json
 
     if args.json:
         write_json(args.json, result)
@@ -22,7 +22,7 @@ def _write_json(args, result):
 
 def _bench_conv(args):
     from .bench.conv import LAYERS, bench_conv, table
-    from .bench.harness import format_table
+    from ._table import format_table
 
     names = [name for name, *_ in LAYERS]
     if args.layers:

@@ -21,9 +21,8 @@ from scipy.cluster.vq import kmeans2
 
 from ._kernels import lowp as _lowp
 from . import _pack
-from ._validation import as_weight
+from .operator import WeightOperator, as_weight, _row_blocks
 from .cost import Cost
-from .operator import WeightOperator, _row_blocks
 from . import registry
 
 __all__ = ["CodebookWeight", "kmeans_quantize"]

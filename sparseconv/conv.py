@@ -11,10 +11,10 @@ import numba
 import numpy as np
 
 from ._kernels import conv as _conv
-from ._blas import BACKEND
+from . import _blas
 from ._threads import blas_single_threaded
 from ._validation import as_array, as_input, geometry
-from .operator import WeightOperator, _Weight
+from .operator import _Weight
 
 __all__ = ["DEFAULT_WORKSPACE", "conv2d"]
 
@@ -182,7 +182,7 @@ def _im2col_tiles(x, weight, bias, out, geom, groups, workspace, n_threads):
             )
     ws_cols = np.empty((n_threads, k * tile), x.dtype)
     ws_out = np.empty((n_threads, m_block * tile), x.dtype)
-    kernel = _conv.conv_im2col_f32 if x.dtype == np.float32 else _conv.conv_im2col_f64
+    kernel = _conv.blas_kernels(x.dtype.type)[0]
     kernel(x, weight.reshape(c_out, -1), bias, out, ws_cols, ws_out, groups, tile, m_blocks,
            *geom.kernel_args)
 
@@ -213,7 +213,7 @@ def _shifted(x, weight, taps, bias, out, geom, groups, workspace, n_threads):
     isz = x.dtype.itemsize
     # MKL runs wider products faster (OpenBLAS does not: measured), but too
     # few tasks would leave threads idle.
-    wide = BACKEND == "mkl" and n_img * geom.h_out * wp >= 16 * n_threads * _TILE_COLUMNS
+    wide = _blas.backend() == "mkl" and n_img * geom.h_out * wp >= 16 * n_threads * _TILE_COLUMNS
     target = 2 * _TILE_COLUMNS if wide else _TILE_COLUMNS
     band = max(1, min(geom.h_out, round(target / wp)))
     n_bands = -(-geom.h_out // band)
@@ -227,7 +227,7 @@ def _shifted(x, weight, taps, bias, out, geom, groups, workspace, n_threads):
     wt = tap_major(weight) if taps is None else taps  # (kH*kW, C_out, C_in/groups)
     ws_in = np.empty((n_threads, band_in), x.dtype)
     ws_out = np.empty((n_threads, m_block * band * wp), x.dtype)
-    kernel = _conv.conv_shifted_f32 if x.dtype == np.float32 else _conv.conv_shifted_f64
+    kernel = _conv.blas_kernels(x.dtype.type)[1]
     kernel(x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks, geom.kh, geom.kw,
            geom.dh, geom.dw, geom.top, geom.left, wp, geom.h_out, geom.w_out, in_place)
     return True

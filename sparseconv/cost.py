@@ -18,8 +18,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ._validation import as_array, geometry
+from .operator import _Weight
 
-__all__ = ["Cost", "conv_cost"]
+__all__ = ["Cost", "conv_cost", "dense_cost"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,19 @@ class Cost:
     __rmul__ = __mul__
 
 
+def dense_cost(c_out, k, k_total, n_cols, itemsize):
+    """Cost of a dense (possibly grouped) product on ``n_cols`` columns.
+
+    Each of the ``c_out`` outputs per column is a dot product of length
+    ``k`` (C_in/groups*kH*kW): ``k`` multiplications and ``k`` additions
+    (the first one adds to the zero accumulator, so that FLOPs = 2*MACs).
+    The columns hold ``k_total`` = C_in*kH*kW entries each.
+    """
+    macs = int(c_out) * int(k) * int(n_cols)
+    moved = (int(c_out) * int(k) + int(k_total) * int(n_cols) + int(c_out) * int(n_cols)) * int(itemsize)
+    return Cost(mults=macs, adds=macs, bytes_moved=moved)
+
+
 def conv_cost(op_or_weight, x_shape, stride=1, padding=0, dilation=1, groups=None):
     """Cost of convolving an input of ``x_shape`` with an operator or a 4-D weight.
 
@@ -89,9 +103,6 @@ def conv_cost(op_or_weight, x_shape, stride=1, padding=0, dilation=1, groups=Non
         ``n_cols = N * H_out * W_out``, and for operators with parts at
         different resolutions each part at its own.
     """
-    from .dense import dense_cost
-    from .operator import _Weight
-
     if not (isinstance(x_shape, (tuple, list)) and len(x_shape) == 4):
         raise ValueError(f"x_shape must be a 4-tuple (N, C_in, H, W), got {x_shape!r}")
     if isinstance(op_or_weight, _Weight):

@@ -2,30 +2,16 @@
 
 import numpy as np
 
-from .cost import Cost
-from .operator import WeightOperator
+from .conv import dense_conv2d, tap_major
+from .cost import dense_cost
+from .operator import WeightOperator, _Weight
 from ._validation import as_array, float_dtype
 
-__all__ = ["DenseWeight", "dense_cost", "grouped_conv2d"]
-
-
-def dense_cost(c_out, k, k_total, n_cols, itemsize):
-    """Cost of a dense (possibly grouped) product on ``n_cols`` columns.
-
-    Each of the ``c_out`` outputs per column is a dot product of length
-    ``k`` (C_in/groups*kH*kW): ``k`` multiplications and ``k`` additions
-    (the first one adds to the zero accumulator, so that FLOPs = 2*MACs).
-    The columns hold ``k_total`` = C_in*kH*kW entries each.
-    """
-    macs = int(c_out) * int(k) * int(n_cols)
-    moved = (int(c_out) * int(k) + int(k_total) * int(n_cols) + int(c_out) * int(n_cols)) * int(itemsize)
-    return Cost(mults=macs, adds=macs, bytes_moved=moved)
+__all__ = ["DenseWeight", "as_operator", "grouped_conv2d"]
 
 
 def grouped_conv2d(op, groups, x, geom, bias, workspace):
     """conv2d by the dense kernels of ``op.weight`` (torch's grouped layout), caching its tap-major copy on ``op``."""
-    from .conv import dense_conv2d, tap_major
-
     weight = op.weight.astype(x.dtype, copy=False)
     taps = op._cached(("taps", x.dtype.str), lambda: tap_major(weight))  # the stride-1 kernel's layout
     return dense_conv2d(x, weight, bias, geom, groups, workspace, taps=taps)
@@ -89,3 +75,10 @@ class DenseWeight(WeightOperator):
     @classmethod
     def _from_state(cls, state, kernel_shape):
         return cls(state["weight"])
+
+
+def as_operator(weight):
+    """An operator (linear or not) unchanged, or a 4-D weight array as a :class:`sparseconv.DenseWeight`."""
+    if isinstance(weight, _Weight):
+        return weight
+    return DenseWeight(weight)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._validation import pair
 from .blockdiag import BlockDiagonalWeight
+from .operator import as_weight
 from .product import Permutation, ProductWeight, channel_shuffle_permutation
 from . import registry
 
@@ -109,7 +110,7 @@ class IGCV1(ProductWeight):
         out = np.empty_like(y)
         blocks = np.ascontiguousarray(self.secondary.weight.reshape(self.M, self.L, self.L), dtype=x.dtype)
         bias = np.zeros(g, x.dtype) if bias is None else bias
-        kernel = _conv.igc_secondary_f32 if x.dtype == np.float32 else _conv.igc_secondary_f64
+        kernel = _conv.blas_kernels(x.dtype.type)[2]
         with blas_single_threaded(), numba.parallel_chunksize(1):
             kernel(y.reshape(n_img, g, p_img), blocks, bias, out.reshape(n_img, g, p_img), _SECONDARY_TILE)
         return out
@@ -135,7 +136,7 @@ class IGCV1(ProductWeight):
         out = np.empty((n_img, g, geom.h_out * geom.w_out), x.dtype)  # (N, G, H_out*W_out)
         bias = np.zeros(g, x.dtype) if bias is None else bias
         ws = [np.empty((n_threads, size), x.dtype) for size in sizes]
-        kernel = _conv.igc_fused_f32 if x.dtype == np.float32 else _conv.igc_fused_f64
+        kernel = _conv.blas_kernels(x.dtype.type)[3]
         with blas_single_threaded(), numba.parallel_chunksize(1):
             kernel(x, wt, wd, bias, out, *ws, band, geom.kh, geom.kw, geom.dh, geom.dw, geom.top, geom.left, wp,
                    geom.h_out, geom.w_out)
@@ -378,8 +379,6 @@ def igcv1(weight, L, M, max_iter=100, tol=1e-9):
     W[:, C_l] ~ A[:, R_l] W_p,l: each M x M*S block of W_p is a
     least-squares fit too. W_p starts as the diagonal blocks of W.
     """
-    from ._validation import as_weight
-
     weight = as_weight(weight)
     L, M = _check(L, "L"), _check(M, "M")
     G = L * M
@@ -494,8 +493,6 @@ def igcv2(weight, branch_sizes, max_iter=100, tol=1e-9, seed=0):
     current value, which never raises the error. The channel-wise factor is
     fitted tap by tap, and first in every sweep.
     """
-    from ._validation import as_weight
-
     weight = as_weight(weight)
     _check_fit_args(max_iter, tol)
     c_out, c_in, kh, kw = weight.shape
@@ -537,8 +534,6 @@ def igcv3(weight, expansion=6, groups=(2, 2), max_iter=100, tol=1e-9, seed=0):
     the fit can settle in a local minimum even when W is an IGCV3 product
     (seen with C_in=4, expansion=6); another ``seed`` starts elsewhere.
     """
-    from ._validation import as_weight
-
     weight = as_weight(weight)
     _check_fit_args(max_iter, tol)
     c_out, c_in, kh, kw = weight.shape

@@ -13,9 +13,10 @@
 import numpy as np
 import scipy.linalg
 
-from ._validation import Geometry, as_weight, count_or_fraction
-from .dense import DenseWeight, dense_cost
-from .operator import WeightOperator
+from ._validation import Geometry, count_or_fraction
+from .operator import WeightOperator, as_weight
+from .dense import DenseWeight
+from .cost import dense_cost
 from . import registry
 
 __all__ = [

@@ -21,12 +21,14 @@ first use, counted apart in ``cache_nbytes`` and freed by ``drop_cache()``.
 import os
 import zipfile
 
+import numba
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
-from ._validation import as_array, geometry
+from ._kernels.im2col import im2col_range
+from ._validation import as_array, float_dtype, geometry
 
-__all__ = ["NonlinearWeight", "WeightOperator", "as_operator", "load", "relative_error"]
+__all__ = ["NonlinearWeight", "WeightOperator", "as_weight", "load", "relative_error"]
 
 _REGISTRY = {}
 #: the file format written; ``load`` reads every format listed in _READS
@@ -142,8 +144,6 @@ class _Weight:
         ``matmat`` (default ``self._matmat``) computes each chunk's product.
         """
         matmat = self._matmat if matmat is None else matmat
-        from ._kernels.im2col import im2col_range
-
         n_img = x.shape[0]
         c_out, k = self.shape
         p_img = geom.h_out * geom.w_out
@@ -313,19 +313,8 @@ def _scatter_columns(prod, out, q0, p_img):
 
 def _row_blocks(c_out, n_cols, tile):
     """Blocks of rows to cut each column tile into, so that every thread gets a few tasks."""
-    import numba
-
     n_tiles = -(-n_cols // tile)
     return int(min(c_out, max(1, -(-4 * numba.get_num_threads() // n_tiles))))
-
-
-def as_operator(weight):
-    """An operator (linear or not) unchanged, or a 4-D weight array as a :class:`sparseconv.DenseWeight`."""
-    if isinstance(weight, _Weight):
-        return weight
-    from .dense import DenseWeight
-
-    return DenseWeight(weight)
 
 
 def load(path):
@@ -389,3 +378,15 @@ def relative_error(op, weight):
         return 0.0 if diff == 0 else float("inf")
     return float(diff / norm)
 
+
+def as_weight(weight, name="weight"):
+    """A 4-D (C_out, C_in, kH, kW) float weight with finite entries, from an array or an operator."""
+    if isinstance(weight, _Weight):
+        weight = weight.to_weight()
+    weight = as_array(weight, name)
+    if weight.ndim != 4:
+        raise ValueError(f"{name} must be 4-D (C_out, C_in, kH, kW), got shape {weight.shape}")
+    weight = np.ascontiguousarray(weight, dtype=float_dtype(weight.dtype, name))
+    if not np.all(np.isfinite(weight)):
+        raise ValueError(f"{name} has NaN or inf entries; a factorization of it would be meaningless")
+    return weight

@@ -18,7 +18,7 @@ import numbers
 import numpy as np
 
 from .cost import Cost
-from .operator import _REGISTRY, WeightOperator
+from .operator import WeightOperator, _REGISTRY
 from ._validation import Geometry
 
 __all__ = ["Permutation", "ProductWeight", "channel_shuffle_permutation", "complementary", "paths"]

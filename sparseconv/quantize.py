@@ -30,9 +30,9 @@ import numpy as np
 
 from ._kernels import lowp as _lowp
 from . import _pack
-from ._validation import as_array, as_weight
+from ._validation import as_array
+from .operator import NonlinearWeight, WeightOperator, as_weight
 from .cost import Cost
-from .operator import NonlinearWeight, WeightOperator
 from . import registry
 
 __all__ = ["IntegerInputWeight", "QuantizedWeight", "quantize"]

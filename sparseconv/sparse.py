@@ -20,9 +20,9 @@ import numpy as np
 import scipy.sparse
 
 from ._kernels import sparse as _sparse
-from ._validation import as_weight, count_or_fraction
+from ._validation import count_or_fraction
+from .operator import WeightOperator, as_weight
 from .cost import Cost
-from .operator import WeightOperator
 from . import registry
 
 __all__ = ["STRUCTURES", "SparseWeight", "prune"]

@@ -51,6 +51,7 @@ PUBLIC = [
     "registry",
     "relative_error",
     "spatial_low_rank",
+    "system",
     "theory",
 ]
 

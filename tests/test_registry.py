@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sparseconv as sc
-from sparseconv.dense import dense_cost
+from sparseconv.cost import dense_cost
 
 BUILT_IN = ("binary", "quantize", "kmeans", "low_rank", "spatial_low_rank", "reduce_channels", "prune",
             "block_diagonal", "igcv1", "igcv2", "igcv3")

@@ -33,10 +33,12 @@ slowed by a busy neighbour does not hold the others back; each thread works
 in the workspace slab of its ``numba.get_thread_id()``.
 """
 
+import functools
+
 import numba
 import numpy as np
 
-from .._blas import dgemm, sgemm
+from .. import _blas
 from .._config import PARALLEL, PARALLEL_BLAS, SERIAL, jit
 from .im2col import im2col_tile
 
@@ -386,5 +388,7 @@ def _make_kernels(gemm):
     return conv_im2col, conv_shifted, igc_secondary, igc_fused
 
 
-conv_im2col_f32, conv_shifted_f32, igc_secondary_f32, igc_fused_f32 = _make_kernels(sgemm)
-conv_im2col_f64, conv_shifted_f64, igc_secondary_f64, igc_fused_f64 = _make_kernels(dgemm)
+@functools.cache
+def blas_kernels(dtype):
+    """(conv_im2col, conv_shifted, igc_secondary, igc_fused) for float32 or float64, made on first use."""
+    return _make_kernels(_blas.gemm(dtype))

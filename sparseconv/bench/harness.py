@@ -20,7 +20,6 @@ How it times (the rules the project's benchmarks follow):
    use medians.
 """
 
-import json
 import os
 import platform
 import time
@@ -28,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["Contender", "Result", "environment", "format_table", "run", "write_json"]
+__all__ = ["Contender", "Result", "environment", "run"]
 
 
 @dataclass
@@ -132,7 +131,7 @@ def environment():
     import scipy
     from threadpoolctl import threadpool_info
 
-    from .._blas import BACKEND
+    import sparseconv
 
     env = {
         "python": platform.python_version(),
@@ -144,7 +143,7 @@ def environment():
         "numba": numba.__version__,
         "numba_threads": numba.get_num_threads(),
         "numba_threading_layer": _numba_layer(),
-        "gemm_backend": BACKEND,
+        "gemm_backend": sparseconv.system.info()["gemm_backend"],
         "blas": [{k: lib.get(k) for k in ("internal_api", "prefix", "version", "num_threads", "architecture")}
                  for lib in threadpool_info()],
         "env": {k: os.environ[k] for k in sorted(os.environ)
@@ -178,17 +177,3 @@ def _cpu_model():
     except OSError:
         pass
     return ""
-
-
-def format_table(headers, rows):
-    """Plain-text table with right-aligned columns."""
-    cells = [[str(h) for h in headers]] + [[str(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def write_json(path, payload):
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2, default=float)

@@ -12,7 +12,8 @@ import numpy as np
 
 import sparseconv
 
-from .harness import Contender, environment, format_table, run
+from .._table import format_table
+from .harness import Contender, environment, run
 
 __all__ = ["LAYERS", "bench_igc", "igc_table"]
 

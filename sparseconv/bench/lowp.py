@@ -21,7 +21,8 @@ import numpy as np
 
 import sparseconv
 
-from .harness import Contender, environment, format_table, run
+from .._table import format_table
+from .harness import Contender, environment, run
 
 __all__ = ["COLUMNS", "bench_lowp", "lowp_table"]
 

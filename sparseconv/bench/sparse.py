@@ -21,7 +21,8 @@ import numpy as np
 import sparseconv
 
 from .conv import LAYERS
-from .harness import Contender, environment, format_table, run
+from .._table import format_table
+from .harness import Contender, environment, run
 
 __all__ = ["PARTS", "bench_csr", "bench_groups", "bench_lowrank", "bench_sparse"]
 

@@ -89,7 +89,7 @@ def sc_conv_macs(op, c, x):
 
 
 def print_table(result, echo=print):
-    from .harness import format_table
+    from .._table import format_table
 
     headers = ["device", "layer", "N", "module", "ms", "MAC reduction", "speedup vs dense", "realised"]
     rows = [[r["device"], r["layer"], r["N"], r["module"], f"{r['median_s'] * 1e3:.3f}", f"{r['mac_reduction']:.1f}",

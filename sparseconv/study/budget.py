@@ -21,7 +21,7 @@ standard deviation.
 
 import numpy as np
 
-from ..bench.harness import format_table
+from .._table import format_table
 
 __all__ = ["DESIGNS", "equal_budget"]
 

@@ -54,6 +54,17 @@ def _rel(a, b):
     return float(np.linalg.norm(a - b) / (np.linalg.norm(b) or 1.0))
 
 
+def _layer_weight(w, name):
+    """A layer's weight as float32 (C_out, C_in, kH, kW), 4-D and finite, or a ValueError naming ``name``."""
+    try:
+        w = sc.as_operator(w).to_weight()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} has NaN or inf entries")
+    return np.ascontiguousarray(w, dtype=np.float32)
+
+
 def load_layer(spec):
     """A user's layer: ``file.npy``, ``file.npz[:key]`` or ``model.pt:module.path`` (a torch model file).
 
@@ -93,7 +104,7 @@ def load_layer(spec):
             w = sc.BlockDiagonalWeight(w, module.groups).to_weight()
     else:
         raise ValueError(f"weights must be a .npy, .npz or .pt file, got {path!r}")
-    return sc.DenseWeight(sc._validation.as_weight(w, "weights").astype(np.float32)).weight
+    return _layer_weight(w, "weights")
 
 
 def compare(weight=None, inputs=None, quick=False, finetune=False, families=None, progress=True, repeat=None):
@@ -136,7 +147,7 @@ def compare(weight=None, inputs=None, quick=False, finetune=False, families=None
         if inputs is None:
             inputs = layer_input(net, x_test)  # (N, 64, 14, 14): what conv2 sees on the test digits
     else:
-        weight = sc._validation.as_weight(weight).astype(np.float32)
+        weight = _layer_weight(weight, "weight")
         inputs_name = "given inputs"
         if inputs is None:
             inputs = np.random.default_rng(0).standard_normal((8 if quick else 32, weight.shape[1], 14, 14),

@@ -4,7 +4,7 @@ import csv
 import json
 import pathlib
 
-from ..bench.harness import format_table
+from .._table import format_table
 from .compare import pareto
 
 __all__ = ["best_points", "summary", "write_outputs"]

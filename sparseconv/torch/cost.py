@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from ..bench.harness import format_table
+from .._table import format_table
 
 __all__ = ["CostTable", "count_cost"]
 
