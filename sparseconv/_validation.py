@@ -1,7 +1,10 @@
 """Argument checking and convolution geometry, shared by every public entry point.
 
-Each check raises ``TypeError`` or ``ValueError`` naming the argument and
-what it accepts, so that bad input never reaches a numba kernel.
+Each check raises an error naming the argument and what it accepts, so that
+bad input never reaches a numba kernel. One convention, numpy's: a value of
+the wrong type (``1.5`` or ``True`` for a count, a list for a name) raises
+``TypeError``; a value of the right type outside what is accepted (``0``
+groups, ``bits=17``, an unknown scheme) raises ``ValueError``.
 """
 
 import numbers
@@ -10,13 +13,53 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def _is_int(value):
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def integer(value, name, low=None, high=None, note=""):
+    """``value`` as an int in [low, high] (either bound may be None); bools are not ints here.
+
+    ``note`` says, after the accepted range, where a bound comes from.
+    """
+    if low == 1 and high is None:
+        span = "a positive int"
+    elif high is None:
+        span = "an int" if low is None else f"an int >= {low}"
+    else:
+        span = f"an int <= {high}" if low is None else f"an int from {low} to {high}"
+    if not _is_int(value):
+        raise TypeError(f"{name} must be {span}{note}, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be {span}{note}, got {value!r}")
+    return value
+
+
+def positive_int(value, name):
+    """``value`` as an int >= 1."""
+    return integer(value, name, low=1)
+
+
+def choice(value, name, choices):
+    """``value`` if it is one of ``choices``: a value of another type is a TypeError, another value a ValueError."""
+    if value is None:
+        if any(c is None for c in choices):
+            return None
+        raise ValueError(f"{name} must be one of {list(choices)}, got None")
+    kinds = tuple({type(c) for c in choices if c is not None})
+    if not isinstance(value, kinds):
+        raise TypeError(f"{name} must be one of {list(choices)}, got {type(value).__name__} {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
 def pair(value, name, minimum):
     """``value`` as a tuple of two ints >= ``minimum`` (an int stands for both)."""
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+    if _is_int(value):
         out = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool) for v in value
-    ):
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
         out = (int(value[0]), int(value[1]))
     else:
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -134,11 +177,11 @@ def count_or_fraction(value, name, total):
     This is ``torch.nn.utils.prune``'s convention for ``amount``; a fraction
     rounds to the nearest count.
     """
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+    if _is_int(value):
         if not 0 <= value <= total:
             raise ValueError(f"{name}={value} as a count must be in [0, {total}]")
         return int(value)
-    if isinstance(value, (numbers.Real, np.floating)) and not isinstance(value, bool):
+    if isinstance(value, (numbers.Real, np.floating)) and not isinstance(value, (bool, np.bool_)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name}={value} as a fraction must be in [0, 1]")
         return int(round(float(value) * total))

@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from ._kernels import bits as _bits
+from ._validation import choice
 from .operator import NonlinearWeight, WeightOperator, as_weight, _row_blocks
 from .cost import Cost
 from . import registry
@@ -39,12 +40,6 @@ SCALES = ("channel", "tensor", None)
 ACTIVATIONS = ("float", "binary")
 # Columns per task of the add/subtract kernel.
 _TILE = 64
-
-
-def _check_choice(value, name, choices):
-    if not any(value is c or (isinstance(value, str) and value == c) for c in choices):
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
 
 
 def _n_words(k):
@@ -275,8 +270,8 @@ def binarize(weight, scale="channel", activations="float", activation_scale=True
     BinaryWeight (float activations), or BinaryInputWeight (binary activations: not linear in the input)
     """
     weight = as_weight(weight)
-    _check_choice(scale, "scale", SCALES)
-    _check_choice(activations, "activations", ACTIVATIONS)
+    choice(scale, "scale", SCALES)
+    choice(activations, "activations", ACTIVATIONS)
     if not np.all(np.isfinite(weight)):
         raise ValueError("weight must be finite (no NaN or inf) to binarize")
     c_out = weight.shape[0]

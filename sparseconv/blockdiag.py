@@ -9,10 +9,10 @@ depthwise convolution. It is cheap, and what it loses is that channels in
 different groups never meet: the interleaved designs (IGC) put that back.
 """
 
-import numbers
 
 import numpy as np
 
+from ._validation import positive_int
 from .operator import WeightOperator, as_weight
 from .dense import grouped_conv2d
 from .cost import dense_cost
@@ -22,8 +22,7 @@ __all__ = ["BlockDiagonalWeight", "block_diagonal"]
 
 
 def _check_groups(groups, c_in, c_out):
-    if isinstance(groups, bool) or not isinstance(groups, (numbers.Integral, np.integer)) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    groups = positive_int(groups, "groups")
     if c_in % groups or c_out % groups:
         raise ValueError(f"groups={groups} must divide C_in={c_in} and C_out={c_out}")
     return int(groups)

@@ -12,7 +12,6 @@ Compression's linear initialisation (centroids evenly spaced between the
 smallest and the largest weight), which keeps the rare large weights.
 """
 
-import numbers
 import warnings
 
 import numba
@@ -21,6 +20,7 @@ from scipy.cluster.vq import kmeans2
 
 from ._kernels import lowp as _lowp
 from . import _pack
+from ._validation import choice, integer
 from .operator import WeightOperator, as_weight, _row_blocks
 from .cost import Cost
 from . import registry
@@ -172,21 +172,15 @@ def kmeans_quantize(weight, n_clusters=None, bits=None, per_channel=False, init=
     if n_clusters is not None and bits is not None:
         raise ValueError("give n_clusters or bits, not both")
     if bits is not None:
-        if isinstance(bits, bool) or not isinstance(bits, (numbers.Integral, np.integer)) or not 1 <= bits <= 8:
-            raise ValueError(f"bits must be an int from 1 to 8, got {bits!r}")
-        n_clusters = 2 ** int(bits)
+        n_clusters = 2 ** integer(bits, "bits", 1, 8)
     elif n_clusters is None:
         n_clusters = 16
-    if not isinstance(init, str) or init not in INITS:
-        raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
+    choice(init, "init", INITS)
     c_out = weight.shape[0]
     w = weight.reshape(c_out, -1)  # (C_out, C_in*kH*kW)
     group = w.shape[1] if per_channel else w.size
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (numbers.Integral, np.integer)) or \
-            not 1 <= n_clusters <= min(group, 256):
-        raise ValueError(f"n_clusters must be an int from 1 to min(256, {group}) (the weights clustered "
-                         f"together), got {n_clusters!r}")
-    k = int(n_clusters)
+    k = integer(n_clusters, "n_clusters", 1, min(group, 256), f" (at most 256, and the {group} weights clustered "
+                f"together)")
     if per_channel:
         codebook = np.empty((c_out, k))
         idx = np.empty(w.shape, np.int64)

@@ -5,7 +5,6 @@ flipped); ``conv2d`` follows ``torch.nn.functional.conv2d`` exactly,
 including its argument names and grouped-weight layout.
 """
 
-import numbers
 
 import numba
 import numpy as np
@@ -13,7 +12,7 @@ import numpy as np
 from ._kernels import conv as _conv
 from . import _blas
 from ._threads import blas_single_threaded
-from ._validation import as_array, as_input, geometry
+from ._validation import as_array, as_input, geometry, integer, positive_int
 from .operator import _Weight
 
 __all__ = ["DEFAULT_WORKSPACE", "conv2d"]
@@ -96,8 +95,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         weight = as_array(weight, "weight")
         if weight.ndim != 4:
             raise ValueError(f"weight must be 4-D (C_out, C_in/groups, kH, kW), got shape {weight.shape}")
-        if not isinstance(groups, (numbers.Integral, np.integer)) or isinstance(groups, bool) or groups < 1:
-            raise ValueError(f"groups must be a positive int, got {groups!r}")
+        groups = positive_int(groups, "groups")
         c_out, cin_g, kh, kw = weight.shape
         if x.shape[1] % groups or c_out % groups:
             raise ValueError(
@@ -114,8 +112,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         if bias.shape != (c_out,):
             raise ValueError(f"bias must have shape (C_out,) = ({c_out},), got {bias.shape}")
         bias = np.ascontiguousarray(bias, dtype=x.dtype)
-    if not isinstance(workspace, (numbers.Integral, np.integer)) or isinstance(workspace, bool) or workspace < 1:
-        raise ValueError(f"workspace must be a positive number of bytes, got {workspace!r}")
+    workspace = integer(workspace, "workspace", 1, note=" (bytes)")
     if isinstance(weight, _Weight):
         return weight._conv2d(x, geom, bias, int(workspace))
     return dense_conv2d(x, np.ascontiguousarray(weight, dtype=x.dtype), bias, geom, int(groups), int(workspace))

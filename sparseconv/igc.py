@@ -14,7 +14,7 @@ Each is a :class:`sparseconv.ProductWeight` with named factors, built with
 
 import numpy as np
 
-from ._validation import pair
+from ._validation import pair, positive_int
 from .blockdiag import BlockDiagonalWeight
 from .operator import as_weight
 from .product import Permutation, ProductWeight, channel_shuffle_permutation
@@ -37,10 +37,7 @@ def _he(rng, shape, fan_in, dtype):
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
 
 
-def _check(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+_check = positive_int
 
 
 def _weight_factors(op):
@@ -459,8 +456,9 @@ def _fit(op, weight, first, max_iter, tol):
 
 
 def _check_fit_args(max_iter, tol):
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    positive_int(max_iter, "max_iter")
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (float, int, np.floating, np.integer)):
+        raise TypeError(f"tol must be a float >= 0, got {tol!r}")
     if not np.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite float >= 0, got {tol!r}")
 

@@ -13,7 +13,7 @@
 import numpy as np
 import scipy.linalg
 
-from ._validation import Geometry, count_or_fraction
+from ._validation import Geometry, count_or_fraction, integer
 from .operator import WeightOperator, as_weight
 from .dense import DenseWeight
 from .cost import dense_cost
@@ -38,10 +38,10 @@ def _rank_for(s, rank, energy, limit, name="rank"):
     if (rank is None) == (energy is None):
         raise ValueError("give exactly one of rank and energy")
     if rank is not None:
-        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= limit:
-            raise ValueError(f"{name} must be an int in [1, {limit}], got {rank!r}")
-        return int(rank)
-    if not isinstance(energy, (float, int, np.floating)) or not 0.0 < energy <= 1.0:
+        return integer(rank, name, 1, limit)
+    if isinstance(energy, (bool, np.bool_)) or not isinstance(energy, (float, int, np.floating, np.integer)):
+        raise TypeError(f"energy must be a float fraction in (0, 1], got {energy!r}")
+    if not 0.0 < energy <= 1.0:
         raise ValueError(f"energy must be a fraction in (0, 1], got {energy!r}")
     power = s**2
     total = power.sum()

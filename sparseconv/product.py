@@ -13,13 +13,12 @@ interleaves the groups of one group convolution into those of the next, is
 :func:`channel_shuffle_permutation`.
 """
 
-import numbers
 
 import numpy as np
 
 from .cost import Cost
 from .operator import WeightOperator, _REGISTRY
-from ._validation import Geometry
+from ._validation import Geometry, positive_int
 
 __all__ = ["Permutation", "ProductWeight", "channel_shuffle_permutation", "complementary", "paths"]
 
@@ -105,9 +104,7 @@ def channel_shuffle_permutation(channels, groups):
     the m-th channel of every group ends up side by side, and the next group
     convolution's groups each take one channel from every group of this one.
     """
-    for name, value in (("channels", channels), ("groups", groups)):
-        if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    channels, groups = positive_int(channels, "channels"), positive_int(groups, "groups")
     if channels % groups:
         raise ValueError(f"groups={groups} must divide channels={channels}")
     return Permutation(np.arange(channels).reshape(groups, channels // groups).T.ravel())

@@ -24,13 +24,12 @@ Two kernels:
   :class:`sparseconv.NonlinearWeight` whose ``weight`` is the QuantizedWeight.
 """
 
-import numbers
 
 import numpy as np
 
 from ._kernels import lowp as _lowp
 from . import _pack
-from ._validation import as_array
+from ._validation import as_array, choice, integer
 from .operator import NonlinearWeight, WeightOperator, as_weight
 from .cost import Cost
 from . import registry
@@ -43,15 +42,11 @@ _ROW_BLOCK = 64
 
 
 def _check_bits(bits, name):
-    if isinstance(bits, bool) or not isinstance(bits, (numbers.Integral, np.integer)) or not 2 <= bits <= 16:
-        raise ValueError(f"{name} must be an int from 2 to 16, got {bits!r}")
-    return int(bits)
+    return integer(bits, name, 2, 16)
 
 
 def _check_scheme(scheme):
-    if not isinstance(scheme, str) or scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {list(SCHEMES)}, got {scheme!r}")
-    return scheme
+    return choice(scheme, "scheme", SCHEMES)
 
 
 def _signed_max(bits):

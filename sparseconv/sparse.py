@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse
 
 from ._kernels import sparse as _sparse
-from ._validation import count_or_fraction
+from ._validation import count_or_fraction, positive_int
 from .operator import WeightOperator, as_weight
 from .cost import Cost
 from . import registry
@@ -64,7 +64,7 @@ class SparseWeight(WeightOperator):
 
     def __init__(self, kernel_shape, format, arrays, structure="given"):
         if format not in _FORMATS:
-            raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
+            raise ValueError(f"format must be one of {list(_FORMATS)}, got {format!r}")
         self.format = format
         self.structure = structure
         self.arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
@@ -246,9 +246,7 @@ def prune(weight, amount=None, structure="unstructured", block=(4, 4), n=2, m=4)
         kept = np.where(dropped, 0, matrix)
         return SparseWeight.from_scipy(scipy.sparse.bsr_matrix(kept, blocksize=(bh, bw)), weight.shape, structure)
     # n:m
-    for name, value in (("n", n), ("m", m)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    n, m = positive_int(n, "n"), positive_int(m, "m")
     if n > m or m > 256:
         raise ValueError(f"n:m needs 1 <= n <= m <= 256, got n={n}, m={m}")
     k = matrix.shape[1]

@@ -28,9 +28,9 @@ L where d/dx [x C^{1/x}] = C^{1/x} (1 - ln C / x) = 0, i.e. L - 1 = ln C.
 """
 
 import math
-import numbers
 
-import numpy as np
+
+from ._validation import positive_int
 
 __all__ = [
     "igcv1_equal_width",
@@ -44,10 +44,7 @@ __all__ = [
 ]
 
 
-def _positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+_positive = positive_int
 
 
 def regular_params(C, S):

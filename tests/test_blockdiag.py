@@ -61,7 +61,8 @@ def test_save_load(tmp_path, rng):
     assert back.groups == 4 and back.to_dense().tobytes() == op.to_dense().tobytes()
 
 
-@pytest.mark.parametrize("groups, match", [(3, "groups=3 must divide"), (0, "positive int"), (2.0, "positive int")])
-def test_bad_groups(rng, groups, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize("groups, error, match", [(3, ValueError, "groups=3 must divide"),
+                                                  (0, ValueError, "positive int"), (2.0, TypeError, "positive int")])
+def test_bad_groups(rng, groups, error, match):
+    with pytest.raises(error, match=match):
         sc.block_diagonal(rng.standard_normal((8, 8, 3, 3)), groups)

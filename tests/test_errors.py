@@ -16,7 +16,7 @@ W = np.zeros((6, 4, 3, 3))
     (lambda: sc.conv2d(X, np.zeros((6, 2, 3, 3)), groups=3), ValueError, "groups=3 must divide"),
     (lambda: sc.conv2d(X, np.zeros((6, 1, 3, 3)), groups=2), ValueError, "C_in/groups"),
     (lambda: sc.conv2d(X, W, groups=0), ValueError, "groups must be a positive int"),
-    (lambda: sc.conv2d(X, W, groups=1.5), ValueError, "groups must be a positive int"),
+    (lambda: sc.conv2d(X, W, groups=1.5), TypeError, "groups must be a positive int"),
     (lambda: sc.conv2d(X, W, stride=0), ValueError, "stride must be >= 1"),
     (lambda: sc.conv2d(X, W, stride=(1, -1)), ValueError, "stride must be >= 1"),
     (lambda: sc.conv2d(X, W, dilation=0), ValueError, "dilation must be >= 1"),
