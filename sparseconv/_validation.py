@@ -46,7 +46,7 @@ def choice(value, name, choices):
     if value is None:
         if any(c is None for c in choices):
             return None
-        raise ValueError(f"{name} must be one of {list(choices)}, got None")
+        raise TypeError(f"{name} must be one of {list(choices)}, got None")
     kinds = tuple({type(c) for c in choices if c is not None})
     if not isinstance(value, kinds):
         raise TypeError(f"{name} must be one of {list(choices)}, got {type(value).__name__} {value!r}")

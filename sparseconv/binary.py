@@ -37,7 +37,8 @@ from . import registry
 __all__ = ["BinaryInputWeight", "BinaryWeight", "binarize"]
 
 SCALES = ("channel", "tensor", None)
-ACTIVATIONS = ("float", "binary")
+# activations: their bit width as in quantize (None: float, 1: binary); "float" and "binary" name the same two
+ACTIVATIONS = (None, 1, "float", "binary")
 # Columns per task of the add/subtract kernel.
 _TILE = 64
 
@@ -80,7 +81,7 @@ class BinaryWeight(WeightOperator):
     """
 
     torch_module = "BinaryConv2d"
-    activations = "float"
+    activations = None  # float activations: the bit width of what it multiplies, as in QuantizedWeight
 
     def __init__(self, bits, alpha, kernel_shape):
         c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
@@ -174,7 +175,7 @@ class BinaryInputWeight(NonlinearWeight):
     """
 
     torch_module = "BinaryConv2d"
-    activations = "binary"
+    activations = 1  # binary activations: one bit each
 
     def __init__(self, weight, activation_scale=True):
         if not isinstance(weight, BinaryWeight):
@@ -250,7 +251,7 @@ class BinaryInputWeight(NonlinearWeight):
         return cls(BinaryWeight(state["bits"], state["alpha"], kernel_shape), bool(state["activation_scale"]))
 
 
-def binarize(weight, scale="channel", activations="float", activation_scale=True):
+def binarize(weight, scale="channel", activations=None, activation_scale=True):
     """Binarise a conv weight: W ~ diag(alpha) sign(W).
 
     Parameters
@@ -260,8 +261,10 @@ def binarize(weight, scale="channel", activations="float", activation_scale=True
         alpha = mean |w| per output channel, over the whole tensor, or 1.
         Either mean is the least-squares optimal scale for the signs; an
         all-zero row gets alpha = 0.
-    activations : "float" or "binary"
-        Which kernel ``conv2d`` runs (see the module docstring).
+    activations : None or 1 (also "float" or "binary")
+        The activations' bit width, as in :func:`sparseconv.quantize`: None
+        (float) multiplies float columns by the signs; 1 (binary) binarises
+        them too and runs the XNOR-popcount kernel (see the module docstring).
     activation_scale : bool
         With binary activations, scale each column by K[j] = mean |x[:, j]|.
 
@@ -271,7 +274,10 @@ def binarize(weight, scale="channel", activations="float", activation_scale=True
     """
     weight = as_weight(weight)
     choice(scale, "scale", SCALES)
-    choice(activations, "activations", ACTIVATIONS)
+    if not isinstance(activations, str) and activations is not None and not isinstance(activations, (int, np.integer)):
+        raise TypeError(f"activations must be None, 1, 'float' or 'binary', got {activations!r}")
+    if isinstance(activations, bool) or activations not in ACTIVATIONS:
+        raise ValueError(f"activations must be None, 1, 'float' or 'binary', got {activations!r}")
     if not np.all(np.isfinite(weight)):
         raise ValueError("weight must be finite (no NaN or inf) to binarize")
     c_out = weight.shape[0]
@@ -283,11 +289,11 @@ def binarize(weight, scale="channel", activations="float", activation_scale=True
     else:
         alpha = np.ones(c_out)
     op = BinaryWeight(pack_signs(matrix), alpha.astype(weight.dtype), weight.shape)
-    return op if activations == "float" else BinaryInputWeight(op, activation_scale)
+    return op if activations in (None, "float") else BinaryInputWeight(op, activation_scale)
 
 
 def _sweep(kernel_shape, quick):
-    return [("float activations", dict(activations="float")), ("binary activations", dict(activations="binary"))]
+    return [("float activations", dict(activations=None)), ("binary activations", dict(activations=1))]
 
 
 registry.register(registry.Family("binary", binarize, (BinaryWeight, BinaryInputWeight), _sweep,

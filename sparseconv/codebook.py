@@ -149,7 +149,7 @@ def _kmeans(values, k, init, seed):
     return centroids.ravel(), labels
 
 
-def kmeans_quantize(weight, n_clusters=None, bits=None, per_channel=False, init="kmeans++", seed=0):
+def kmeans_quantize(weight, n_clusters=None, bits=None, per_channel=True, init="kmeans++", seed=0):
     """Share weights: cluster them into k centroids with k-means.
 
     Parameters
@@ -160,7 +160,9 @@ def kmeans_quantize(weight, n_clusters=None, bits=None, per_channel=False, init=
     bits : int, optional
         Instead of n_clusters: k = 2**bits (1..8). Neither given: k = 16.
     per_channel : bool
-        One codebook per output channel instead of one for the tensor.
+        One codebook per output channel (the default, as :func:`quantize` has
+        one scale per channel), or one for the whole tensor (False: Deep
+        Compression's shared codebook, C_out times fewer centroids).
     init : "kmeans++" or "linear"
     seed : int
 
@@ -195,7 +197,8 @@ def kmeans_quantize(weight, n_clusters=None, bits=None, per_channel=False, init=
 def _sweep(kernel_shape, quick):
     c_out, c_in, kh, kw = kernel_shape
     clusters = (64, 8, 2) if quick else (256, 64, 16, 8, 4, 2)
-    return [(f"k={n}", dict(n_clusters=n)) for n in clusters if n <= c_out * c_in * kh * kw]
+    # one codebook for the layer, as in Deep Compression (per-channel codebooks store C_out times more centroids)
+    return [(f"k={n}", dict(n_clusters=n, per_channel=False)) for n in clusters if n <= c_out * c_in * kh * kw]
 
 
 registry.register(registry.Family("kmeans", kmeans_quantize, (CodebookWeight,), _sweep,

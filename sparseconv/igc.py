@@ -159,7 +159,7 @@ class IGCV1(ProductWeight):
         return numba.get_num_threads() * sum(self._fused_sizes(x.shape, geom)) * x.dtype.itemsize
 
     @classmethod
-    def random(cls, L, M, kernel_size=3, seed=0, dtype=np.float32):
+    def random(cls, L, M, *, kernel_size=3, seed=0, dtype=np.float32):
         """He-initialised factors: std sqrt(2 / fan_in), fan_in = M*kH*kW and L."""
         L, M = _check(L, "L"), _check(M, "M")
         kh, kw = pair(kernel_size, "kernel_size", 1)
@@ -257,15 +257,19 @@ class IGCV2(ProductWeight):
         return cls(depthwise, pointwise)
 
     @classmethod
-    def random(cls, C, branch_sizes, kernel_size=3, seed=0, dtype=np.float32):
-        """He-initialised factors (fan_in kH*kW for the channel-wise conv, K_l for each 1x1)."""
-        C = _check(C, "C")
+    def random(cls, channels, branch_sizes, *, kernel_size=3, seed=0, dtype=np.float32):
+        """He-initialised factors (fan_in kH*kW for the channel-wise conv, K_l for each 1x1).
+
+        The design arguments come first, as :class:`sparseconv.torch.IGCV2Conv2d` takes them; like every
+        ``IGCV*.random``, ``kernel_size``, ``seed`` and ``dtype`` are keyword-only.
+        """
+        C = _check(channels, "channels")
         kh, kw = pair(kernel_size, "kernel_size", 1)
         rng = np.random.default_rng(seed)
         sizes = [_check(k, "branch size") for k in branch_sizes]
         for k in sizes:
             if C % k:
-                raise ValueError(f"branch size {k} must divide C={C}")
+                raise ValueError(f"branch size {k} must divide channels={C}")
         return cls(_he(rng, (C, 1, kh, kw), kh * kw, dtype), [_he(rng, (C, k, 1, 1), k, dtype) for k in sizes])
 
     def _state(self):
@@ -326,7 +330,7 @@ class IGCV3(ProductWeight):
         return cls(expand, depthwise, reduce, groups)
 
     @classmethod
-    def random(cls, in_channels, out_channels, expansion=6, groups=(2, 2), kernel_size=3, seed=0,
+    def random(cls, in_channels, out_channels, expansion=6, groups=(2, 2), *, kernel_size=3, seed=0,
                dtype=np.float32):
         """He-initialised factors for a block C_in -> E = expansion*C_in -> C_out."""
         c_in, c_out, t = _check(in_channels, "in_channels"), _check(out_channels, "out_channels"), \
@@ -378,6 +382,7 @@ def igcv1(weight, L, M, max_iter=100, tol=1e-9):
     """
     weight = as_weight(weight)
     L, M = _check(L, "L"), _check(M, "M")
+    _check_fit_args(max_iter, tol)
     G = L * M
     c_out, c_in, kh, kw = weight.shape
     if (c_out, c_in) != (G, G):

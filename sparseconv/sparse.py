@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse
 
 from ._kernels import sparse as _sparse
-from ._validation import count_or_fraction, positive_int
+from ._validation import choice, count_or_fraction, positive_int
 from .operator import WeightOperator, as_weight
 from .cost import Cost
 from . import registry
@@ -177,6 +177,14 @@ class SparseWeight(WeightOperator):
                 f"density={self.density:.3f})")
 
 
+def _is_fraction(amount, n, m):
+    """Whether ``amount`` is 1 - n/m (for valid n, m; a bad n or m is reported by its own check)."""
+    try:
+        return abs(float(amount) - (1 - int(n) / int(m))) < 1e-9
+    except (TypeError, ValueError, ZeroDivisionError):
+        return False
+
+
 def _smallest(scores, amount, name="amount"):
     """Boolean mask of the ``amount`` entries of smallest score (stable order)."""
     k = count_or_fraction(amount, name, scores.size)
@@ -213,11 +221,11 @@ def prune(weight, amount=None, structure="unstructured", block=(4, 4), n=2, m=4)
     are zero already are not stored either.
     """
     weight = as_weight(weight)
-    if structure not in STRUCTURES:
-        raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
+    choice(structure, "structure", STRUCTURES)
     if structure == "n:m":
-        if amount is not None:
-            raise ValueError("amount is fixed at 1 - n/m for structure='n:m'; pass amount=None")
+        if amount is not None and not (isinstance(amount, (float, np.floating)) and _is_fraction(amount, n, m)):
+            raise ValueError(f"structure='n:m' prunes 1 - n/m of the weights; amount must be None or that fraction "
+                             f"(1 - {n}/{m}), got {amount!r}")
     elif amount is None:
         raise ValueError(f"structure={structure!r} needs amount (a fraction in [0, 1] or a count)")
     c_out, c_in, kh, kw = weight.shape

@@ -228,8 +228,10 @@ def test_codebook_error_falls_as_k_grows(rng):
 
 def test_codebook_storage():
     w = np.random.default_rng(0).standard_normal((8, 8, 3, 3)).astype(np.float32)
-    op = sc.kmeans_quantize(w, bits=4)
+    op = sc.kmeans_quantize(w, bits=4, per_channel=False)
     assert op.nbytes == 8 * 36 + 16 * 4  # 72 four-bit indices per row, two to a byte, plus 16 centroids
+    per_channel = sc.kmeans_quantize(w, bits=4)  # the default: a codebook per output channel
+    assert per_channel.nbytes == 8 * 36 + 8 * 16 * 4
 
 
 def test_packing_round_trip(rng):
@@ -269,7 +271,7 @@ W = np.ones((4, 2, 3, 3))
     (lambda: sc.quantize(W, activations=1), "activations must be an int from 2 to 16"),
     (lambda: sc.quantize(W).calibrate(W), "calibrate needs an operator with integer activations"),
     (lambda: sc.binarize(W, scale="row"), "scale must be one of"),
-    (lambda: sc.binarize(W, activations="int"), "activations must be one of"),
+    (lambda: sc.binarize(W, activations="int"), "activations must be None, 1, 'float' or 'binary'"),
     (lambda: sc.kmeans_quantize(W, n_clusters=0), "n_clusters must be an int from 1"),
     (lambda: sc.kmeans_quantize(W, n_clusters=73), "n_clusters must be an int from 1"),
     (lambda: sc.kmeans_quantize(W, n_clusters=19, per_channel=True), "n_clusters must be an int from 1"),

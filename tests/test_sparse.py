@@ -125,7 +125,7 @@ def test_save_load(tmp_path, weight, case):
     (dict(amount=0.5, structure="rows"), ValueError, "structure must be one of"),
     (dict(amount=17, structure="channel"), ValueError, r"as a count must be in \[0, 16\]"),
     (dict(amount=0.5, structure="block", block=(3, 4)), ValueError, "must divide the matrix shape"),
-    (dict(amount=0.5, structure="n:m"), ValueError, "pass amount=None"),
+    (dict(amount=0.4, structure="n:m"), ValueError, "amount must be None or that fraction"),
     (dict(structure="n:m", n=2, m=5), ValueError, "m=5 to divide the reduced dimension"),
     (dict(structure="n:m", n=5, m=4), ValueError, "1 <= n <= m"),
 ])

@@ -17,7 +17,7 @@ def _every_point():
     points += [("quantize", f"{b} bits {s}", dict(bits=b, scheme=s)) for b in range(2, 17) for s in
                ("symmetric", "affine")]
     points += [("quantize", "8 bits, int8 activations", dict(bits=8, activations=8))]
-    points += [("kmeans", f"{b}-bit index", dict(bits=b)) for b in range(1, 9)]
+    points += [("kmeans", f"{b}-bit index", dict(bits=b, per_channel=False)) for b in range(1, 9)]
     points += [("kmeans", "per channel", dict(n_clusters=8, per_channel=True))]
     return points
 

@@ -34,7 +34,7 @@ def _operators(rng):
         "binary act": sc.binarize(w, activations="binary"),
         "quantize": sc.quantize(w, 4, "affine"),
         "quantize act": sc.quantize(w, 8, activations=8),
-        "kmeans": sc.kmeans_quantize(w, n_clusters=8),
+        "kmeans": sc.kmeans_quantize(w, n_clusters=8, per_channel=False),
         "kmeans per channel": sc.kmeans_quantize(w, n_clusters=4, per_channel=True),
         "igcv1": sc.IGCV1.random(2, 4, seed=1, dtype=np.float64),
         "igcv2": sc.IGCV2.random(8, (2, 4), seed=2, dtype=np.float64),

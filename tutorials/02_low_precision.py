@@ -114,11 +114,11 @@ print(f"int8 weights and inputs: output error {np.linalg.norm(y_int - y_ref) / n
 
 # %%
 toy = np.array([2.91, 3.06, 3.21, -1.02, -0.98, 1.01, 0.97]).reshape(1, 7, 1, 1)
-shared = sc.kmeans_quantize(toy, n_clusters=3, init="linear")
+shared = sc.kmeans_quantize(toy, n_clusters=3, per_channel=False, init="linear")
 print("centroids:", np.sort(shared.codebook).round(3), "indices:", shared.idx)
 assert np.allclose(np.sort(shared.codebook), [-1.0, 0.99, 3.06])
 for k in (256, 16, 4):
-    cb = sc.kmeans_quantize(W, n_clusters=k)
+    cb = sc.kmeans_quantize(W, n_clusters=k, per_channel=False)
     cost = cb.cost(1)
     print(f"k={k:3d}: {cb.nbytes:6,} bytes, {cost.mults} multiplications per column (dense: {64 * 576}), "
           f"weight error {sc.relative_error(cb, W):.4f}")

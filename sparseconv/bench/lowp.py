@@ -84,7 +84,7 @@ def _contenders(w, x, torch):
                                  tol=0, reference=exact_int.T))
         except RuntimeError:
             pass  # shapes or build it does not support
-    codebook = sparseconv.kmeans_quantize(weight, n_clusters=16)
+    codebook = sparseconv.kmeans_quantize(weight, n_clusters=16, per_channel=False)
     out.append(Contender("codebook k=16", lambda: codebook @ x, "numba",
                          reference=codebook.to_dense().astype(np.float64) @ x))
     return out

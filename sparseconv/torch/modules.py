@@ -221,7 +221,7 @@ class BinaryConv2d(_Geometry):
     def __init__(self, op, stride=1, padding=0, dilation=1, bias=None, scale=None):
         super().__init__(stride, padding, dilation, bias)
         self.weight = _param(op.to_weight())
-        self.activations = op.activations  # "float" (BinaryWeight) or "binary" (BinaryInputWeight)
+        self.activations = op.activations  # None (BinaryWeight: float) or 1 (BinaryInputWeight: binary)
         self.activation_scale = getattr(op, "activation_scale", True)
         if scale is None:  # what makes alpha(to_weight()) = op.alpha: one value for all rows -> "tensor"
             alpha = op.alpha
@@ -240,7 +240,7 @@ class BinaryConv2d(_Geometry):
 
     def forward(self, x):
         w = self.binary_weight()
-        if self.activations == "float":
+        if self.activations is None:
             return self._finish(SF.conv2d(x, w, None, self.stride, self.padding, self.dilation))
         return self._finish(SF.binary_input_conv2d(x, w, self.stride, self.padding, self.dilation,
                                                    self.activation_scale))
