@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_WORKSPACE", "conv2d"]
 DEFAULT_WORKSPACE = 256 * 2**20
 
 # When the stride-1 path pays (measured on the benchmark's layer set, see
-# README). It computes W_p - W_out wasted columns per output row: it needs
+# docs/benchmarks.md). It computes W_p - W_out wasted columns per output row: it needs
 # this share of useful columns to beat the im2col path. Without a cached
 # tap-major weight it also re-lays the weight out on every call (memory-bound,
 # ~ the weight's bytes, where im2col copies ~kH*kW times the input): then it

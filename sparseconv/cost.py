@@ -1,6 +1,6 @@
 """The cost model every comparison in sparseconv uses.
 
-Conventions (the README states them too):
+Conventions (docs/cost-model.md states them too):
 
 - A MAC is one multiply-add; FLOPs = mults + adds, so a dense layer's FLOPs
   are 2 x its MACs. ``macs`` is defined as FLOPs / 2 for every operator, the

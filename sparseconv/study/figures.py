@@ -1,7 +1,7 @@
 """The figures: one style, the Okabe-Ito colour-blind-safe palette, labelled axes with units.
 
 ``all_figures(out)`` (``sparseconv figures``) writes every figure of the
-README and tutorials: from ``compare`` on the default layer
+docs and tutorials: from ``compare`` on the default layer
 (flops_vs_error, flops_vs_accuracy, speed_vs_flops), from the equal-budget
 study (params_vs_error), from the theory (igcv1_width, igcv2_factors), the
 factor pictures (structure_igcv1, structure_igcv3) and the default layer's
