@@ -93,8 +93,21 @@ def test_files_of_format_1_still_load(tmp_path):
              zero_point=q.zero_point.astype(np.int64), bits=np.array(4), scheme=np.array("affine"),
              activations=np.array(-1), dtype=np.array(q.dtype.str), **meta)
     np.savez(tmp_path / "c.npz", __class__=np.array("CodebookWeight"), idx=c.idx, codebook=c.codebook, **meta)
+    b = sc.binarize(w, activations="binary", activation_scale=False)  # 0.1.0: one class for both kinds
+    np.savez(tmp_path / "b.npz", __class__=np.array("BinaryWeight"), bits=b.weight.bits, alpha=b.alpha,
+             activations=np.array("binary"), activation_scale=np.array(False), **meta)
+    q8 = sc.quantize(w, 8, activations=8).calibrate(w)
+    np.savez(tmp_path / "q8.npz", __class__=np.array("QuantizedWeight"), codes=q8.codes, scale=q8.scale,
+             zero_point=q8.zero_point.astype(np.int64), bits=np.array(8), scheme=np.array("symmetric"),
+             activations=np.array(8), dtype=np.array(q8.dtype.str), act_scale=np.array(q8.act_scale), **meta)
     assert np.array_equal(sc.load(tmp_path / "q.npz").to_dense(), q.to_dense())
     assert np.array_equal(sc.load(tmp_path / "c.npz").to_dense(), c.to_dense())
+    back_b, back_q8 = sc.load(tmp_path / "b.npz"), sc.load(tmp_path / "q8.npz")
+    assert isinstance(back_b, sc.BinaryInputWeight) and not back_b.activation_scale
+    assert isinstance(back_q8, sc.IntegerInputWeight) and back_q8.act_scale == q8.act_scale
+    x = np.random.default_rng(4).standard_normal((1, 16, 6, 6)).astype(np.float32)
+    assert np.array_equal(sc.conv2d(x, back_b), sc.conv2d(x, b))
+    assert np.array_equal(sc.conv2d(x, back_q8), sc.conv2d(x, q8))
     assert _FORMAT == 2
 
 
