@@ -13,7 +13,7 @@ Two kernels, by what the input columns are:
   multiplications: y = alpha (colsum - 2 * sum of the x_k whose sign is
   -1), one addition per negative weight.
 - binary activations, :class:`BinaryInputWeight` (``binarize(w,
-  activations="binary")``): the columns are binarised too, x ~ K sign(x)
+  activations=1)``): the columns are binarised too, x ~ K sign(x)
   with K[j] = mean_k |x[k, j]| (XNOR-Net's per-position scale; switch it
   off with ``activation_scale=False``), packed, and the product of signs is
   n - 2 popcount(w XOR x) per pair of packed rows: the XNOR-popcount GEMM.

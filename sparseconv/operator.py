@@ -116,6 +116,7 @@ class _Weight:
         for child in self._children():
             child.drop_cache()
         return self
+
     def conv_cost(self, x_shape, stride=1, padding=0, dilation=1):
         """:class:`sparseconv.Cost` of ``conv2d(x, self, stride=..., padding=..., dilation=...)`` for x of ``x_shape``.
 

@@ -18,7 +18,7 @@ from . import _ops as SF
 
 __all__ = ["BinaryConv2d", "BlockDiagonalConv2d", "ChannelPermute", "ChannelReducedConv2d", "CodebookConv2d",
            "DenseConv2d", "IGCV1Conv2d", "IGCV2Conv2d", "IGCV3Block", "LowRankConv2d", "ProductConv2d",
-           "QuantConv2d", "SparseConv2d", "SpatialLowRankConv2d", "module_class", "module_for"]
+           "QuantConv2d", "SparseConv2d", "SpatialLowRankConv2d", "module_class", "module_for", "with_bias"]
 
 
 def _param(a):
