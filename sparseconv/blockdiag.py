@@ -139,5 +139,12 @@ def _sweep(kernel_shape, quick):
             if c_in % g == 0 and c_out % g == 0]
 
 
+def _requires(kernel_shape):
+    c_out, c_in = kernel_shape[:2]
+    if not any(c_in % g == 0 and c_out % g == 0 for g in (2, 4, 8, 16, 32)):
+        return f"C_in = {c_in} and C_out = {c_out} have no common number of groups among 2, 4, ..., 32"
+    return None
+
+
 registry.register(registry.Family("block_diagonal", block_diagonal, (BlockDiagonalWeight,), _sweep,
-                                  "a group convolution: the diagonal blocks of W"))
+                                  "a group convolution: the diagonal blocks of W", _requires))

@@ -103,6 +103,21 @@ def _train_default(args):
     return 0
 
 
+def _pair_arg(text):
+    """'2' -> 2, '1,2' -> (1, 2): an int or a pair of ints, as conv2d takes them."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int or two ints separated by a comma, got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected an int or two ints separated by a comma, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def _padding_arg(text):
+    return text if text in ("same", "valid") else _pair_arg(text)
+
+
 def _compare(args):
     import numpy as np
 
@@ -110,12 +125,20 @@ def _compare(args):
     from .study.report import summary, write_outputs
 
     weight = inputs = None
+    geometry = {k: getattr(args, k) for k in ("stride", "padding", "dilation", "groups") if getattr(args, k) is not None}
     try:
         if args.weights or args.torch:
-            weight = cmp.load_layer(args.weights or args.torch)
+            weight, own = cmp.load_layer(args.weights or args.torch, geometry=True)
+            if own and geometry:
+                raise ValueError(f"--{', --'.join(geometry)}: a torch conv's geometry is read from the module")
+            geometry = own or geometry
+        elif geometry:
+            raise ValueError(f"--{', --'.join(geometry)} describe a layer of your own (--weights); the default layer "
+                             f"has its own geometry")
         if args.inputs:
             inputs = np.load(args.inputs, allow_pickle=False)
-        records = cmp.compare(weight, inputs, quick=args.quick, finetune=args.finetune, families=args.families)
+        records = cmp.compare(weight, inputs, quick=args.quick, finetune=args.finetune, families=args.families,
+                              **geometry)
     except (ValueError, ImportError) as exc:
         raise SystemExit(f"sparseconv compare: {exc}") from exc
     print(summary(records))
@@ -190,6 +213,12 @@ def build_parser():
     compare.add_argument("--torch", metavar="MODEL.pt:MODULE", help="a conv of a saved torch model (unpickled: "
                                                                      "trusted files only)")
     compare.add_argument("--inputs", metavar="FILE.npy", help="inputs of that layer, (N, C_in, H, W)")
+    compare.add_argument("--stride", type=_pair_arg, metavar="S|SH,SW", help="the layer's stride (default 1)")
+    compare.add_argument("--padding", type=_padding_arg, metavar="P|PH,PW|same|valid",
+                         help="the layer's zero padding (default: dilation * (k - 1) // 2 per side)")
+    compare.add_argument("--dilation", type=_pair_arg, metavar="D|DH,DW", help="the layer's dilation (default 1)")
+    compare.add_argument("--groups", type=int, metavar="G", help="the layer's groups; the weight is (C_out, C_in/G, "
+                                                                 "kH, kW) (default 1)")
     compare.add_argument("--finetune", action="store_true", help="also fine-tune the replaced layer (torch)")
     compare.add_argument("--families", nargs="+", metavar="FAMILY", choices=sparseconv.registry.names(),
                          help="only these families (the registry's: " + ", ".join(sparseconv.registry.names()) + ")")

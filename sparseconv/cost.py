@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ._validation import as_array, geometry
+from ._validation import as_array, geometry, positive_int
 from .operator import _Weight
 
 __all__ = ["Cost", "conv_cost", "dense_cost"]
@@ -120,6 +120,7 @@ def conv_cost(op_or_weight, x_shape, stride=1, padding=0, dilation=1, groups=Non
         k_shape = w.shape
         if groups is None:
             groups = x_shape[1] // w.shape[1] if w.shape[1] else 1
+        groups = positive_int(groups, "groups")
         if w.shape[1] * groups != x_shape[1] or w.shape[0] % groups:
             raise ValueError(
                 f"weight of shape {w.shape} with groups={groups} does not fit x_shape {tuple(x_shape)}"

@@ -431,7 +431,8 @@ def _chain_of(op):
         kh, kw = f.kernel_shape[2:]
         factors.append(f.to_dense().astype(np.float64).reshape(f.shape[0], f.kernel_shape[1], kh * kw))
         groups.append(None if isinstance(f, Permutation) else f.groups)
-    return factors, groups, op._spatial
+    # a 1x1 design has no spatial factor; with a single tap any factor can play that part in the fit
+    return factors, groups, 0 if op._spatial is None else op._spatial
 
 
 def _grouped(dense, groups, kernel_shape, dtype):
@@ -579,9 +580,21 @@ def _igcv3_sweep(kernel_shape, quick):
             if c_in % g[0] == 0 and (c_in * t) % g[1] == 0 and c_out % g[1] == 0]
 
 
+def _square(kernel_shape):
+    c_out, c_in = kernel_shape[:2]
+    return None if c_in == c_out else f"needs C_in = C_out (the layer maps {c_in} to {c_out} channels)"
+
+
+def _igcv3_requires(kernel_shape):
+    c_out, c_in = kernel_shape[:2]
+    if c_in % 2 or c_out % 2:
+        return f"its designs need an even C_in and C_out (the layer maps {c_in} to {c_out} channels)"
+    return None
+
+
 registry.register(registry.Family("igcv1", igcv1, (IGCV1,), _igcv1_sweep,
-                                  "IGCV1: primary group conv, interleave, secondary 1 x 1 group conv"))
+                                  "IGCV1: primary group conv, interleave, secondary 1 x 1 group conv", _square))
 registry.register(registry.Family("igcv2", igcv2, (IGCV2,), _igcv2_sweep,
-                                  "IGCV2: a depthwise conv and interleaved group 1 x 1 convs"))
+                                  "IGCV2: a depthwise conv and interleaved group 1 x 1 convs", _square))
 registry.register(registry.Family("igcv3", igcv3, (IGCV3,), _igcv3_sweep,
-                                  "IGCV3: expand by group 1 x 1, depthwise, reduce by group 1 x 1"))
+                                  "IGCV3: expand by group 1 x 1, depthwise, reduce by group 1 x 1", _igcv3_requires))

@@ -443,7 +443,12 @@ def _reduce_sweep(kernel_shape, quick):
 
 registry.register(registry.Family("low_rank", low_rank, (LowRankWeight,), _low_rank_sweep,
                                   "truncated SVD: a kH x kW conv to r channels, then 1 x 1"))
+def _spatial_requires(kernel_shape):
+    kh, kw = kernel_shape[2:]
+    return None if kh > 1 and kw > 1 else f"needs a kernel at least 2 x 2 to separate (the layer's is {kh} x {kw})"
+
+
 registry.register(registry.Family("spatial_low_rank", spatial_low_rank, (SpatialLowRankWeight,), _spatial_sweep,
-                                  "kH x 1 filters to r channels, then 1 x kW (Jaderberg et al.)"))
+                                  "kH x 1 filters to r channels, then 1 x kW (Jaderberg et al.)", _spatial_requires))
 registry.register(registry.Family("reduce_channels", reduce_channels, (ChannelReducedWeight,), _reduce_sweep,
                                   "the smaller dense layer on the kept input and output channels"))

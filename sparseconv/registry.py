@@ -50,6 +50,9 @@ class Family:
         budget first; None: the family is not part of ``compare``.
     summary : str
         One line for listings (``sparseconv compare --help``, the docs).
+    requires : callable, optional
+        ``requires(kernel_shape) -> str or None``: why the family cannot
+        represent a layer of that shape (``compare`` reports it), or None.
     """
 
     name: str
@@ -57,6 +60,15 @@ class Family:
     operators: tuple
     sweep: Optional[Callable] = None
     summary: str = ""
+    requires: Optional[Callable] = None
+
+    def cannot(self, kernel_shape):
+        """Why this family sweeps nothing on a layer of ``kernel_shape`` (None where it sweeps something)."""
+        shape = tuple(int(v) for v in kernel_shape)
+        reason = None if self.requires is None else self.requires(shape)
+        if reason is None and not self.points(shape):
+            reason = "no budget of this family fits a {}x{}x{}x{} layer".format(*shape)
+        return reason
 
     def points(self, kernel_shape, quick=False):
         """The (label, params) budgets for a layer of ``kernel_shape`` (none without a sweep)."""

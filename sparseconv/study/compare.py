@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 import sparseconv as sc
 
-__all__ = ["FAMILIES", "compare", "load_layer", "pareto", "sweep"]
+__all__ = ["FAMILIES", "compare", "load_layer", "pareto", "scored", "sweep"]
 
 def __getattr__(name):
     if name == "FAMILIES":  # the registry's, read when asked, so that families registered later appear
@@ -65,12 +65,16 @@ def _layer_weight(w, name):
     return np.ascontiguousarray(w, dtype=np.float32)
 
 
-def load_layer(spec):
+def load_layer(spec, geometry=False):
     """A user's layer: ``file.npy``, ``file.npz[:key]`` or ``model.pt:module.path`` (a torch model file).
 
     Returns the weight (C_out, C_in, kH, kW) as float32, validated (4-D,
-    finite) before anything is written. Loading a whole torch model unpickles
-    it: only do that with files you trust.
+    finite) before anything is written; a grouped torch conv as its dense
+    block-diagonal weight. With ``geometry=True``: ``(weight, geometry)``,
+    the weight as stored (C_out, C_in/groups, kH, kW) and the dict of
+    :func:`compare`'s stride, padding, dilation and groups (a torch conv's
+    own; empty for arrays, whose geometry the caller gives). Loading a whole
+    torch model unpickles it: only do that with files you trust.
     """
     import pathlib
 
@@ -99,20 +103,27 @@ def load_layer(spec):
         module = model.get_submodule(key)
         if not isinstance(module, torch.nn.Conv2d):
             raise ValueError(f"{key} in {path} is a {type(module).__name__}, not an nn.Conv2d")
+        if module.padding_mode != "zeros":
+            raise ValueError(f"{key} in {path} pads with {module.padding_mode!r}; only zero padding is supported")
         w = module.weight.detach().numpy()
+        if geometry:
+            padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
+            return _layer_weight(w, "weights"), dict(stride=tuple(module.stride), padding=padding,
+                                                     dilation=tuple(module.dilation), groups=module.groups)
         if module.groups > 1:
             w = sc.BlockDiagonalWeight(w, module.groups).to_weight()
     else:
         raise ValueError(f"weights must be a .npy, .npz or .pt file, got {path!r}")
-    return _layer_weight(w, "weights")
+    return (_layer_weight(w, "weights"), {}) if geometry else _layer_weight(w, "weights")
 
 
-def compare(weight=None, inputs=None, quick=False, finetune=False, families=None, progress=True, repeat=None):
+def compare(weight=None, inputs=None, quick=False, finetune=False, families=None, progress=True, repeat=None,
+            stride=1, padding=None, dilation=1, groups=1):
     """Run the sweep on ``weight`` (default: the shipped network's conv2) and return one record per point.
 
     Parameters
     ----------
-    weight : array (C_out, C_in, kH, kW), optional
+    weight : array (C_out, C_in/groups, kH, kW), optional
         A user's layer; accuracy needs the default network, so it is only
         reported for the default layer.
     inputs : array (N, C_in, H, W), optional
@@ -125,19 +136,31 @@ def compare(weight=None, inputs=None, quick=False, finetune=False, families=None
         Also fine-tune the replaced layer (torch, default layer only).
     families : list of str, optional
         Only these families.
+    stride, padding, dilation, groups
+        The layer's geometry, as in :func:`sparseconv.conv2d`; every MAC
+        count, output and timing is computed under it. ``padding=None``:
+        dilation * (k - 1) // 2 on each side ('same' for odd kernels at
+        stride 1, 0 for 1x1). A grouped layer is compressed as its dense
+        block-diagonal matrix and compared with the grouped layer itself.
+        The default layer has its own (stride 1, padding 1, groups 1).
 
     Returns
     -------
-    list of dict, one per (family, budget), every number finite.
+    list of dict, one per (family, budget), every number finite; a point the
+    layer cannot take (or that would cost more than the grouped layer it
+    replaces) is a record with ``skipped``: the reason, and no numbers.
     """
     from tqdm import tqdm
 
     from .network import accuracy, layer_input, load_network
 
-    net = None
+    net = x_test = y_test = None
     if weight is None:
         from ..datasets import load_digits
 
+        if (stride, padding, dilation, groups) not in ((1, None, 1, 1), (1, 1, 1, 1)):
+            raise ValueError("the default layer has its own geometry (stride 1, padding 1); give a weight to set one")
+        padding = 1
         net = load_network()
         weight = net["conv2.weight"]
         x_test, y_test = load_digits("test")
@@ -150,58 +173,83 @@ def compare(weight=None, inputs=None, quick=False, finetune=False, families=None
         weight = _layer_weight(weight, "weight")
         inputs_name = "given inputs"
         if inputs is None:
-            inputs = np.random.default_rng(0).standard_normal((8 if quick else 32, weight.shape[1], 14, 14),
-                                                              dtype=np.float32)
+            c_in = weight.shape[1] * (groups if isinstance(groups, int) and not isinstance(groups, bool) else 1)
+            inputs = np.random.default_rng(0).standard_normal((8 if quick else 32, c_in, 14, 14), dtype=np.float32)
             inputs_name = "standard normal inputs, 14 x 14"
+    if padding is None:
+        dh, dw = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+        padding = (dh * (weight.shape[2] - 1) // 2, dw * (weight.shape[3] - 1) // 2)
     inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-    if inputs.ndim != 4 or inputs.shape[1] != weight.shape[1]:
-        raise ValueError(f"inputs must be (N, C_in={weight.shape[1]}, H, W), got {inputs.shape}")
+    if inputs.ndim != 4:
+        raise ValueError(f"inputs must be 4-D (N, C_in, H, W), got shape {inputs.shape}")
+    if not np.all(np.isfinite(inputs)):
+        raise ValueError("inputs have NaN or inf entries")
+    geom = dict(stride=stride, padding=padding, dilation=dilation)
+    per_image = (1,) + inputs.shape[1:]
+    dense_macs = sc.conv_cost(weight, per_image, groups=groups, **geom).macs  # checks the geometry against inputs
+    full = sc.BlockDiagonalWeight(weight, groups).to_weight() if groups != 1 else weight  # (C_out, C_in, kH, kW)
     if families is not None:
         unknown = sorted(set(families) - set(sc.registry.names()))
         if unknown:
             raise ValueError(f"unknown families {unknown}; choose from {list(sc.registry.names())}")
-    points = [p for p in sweep(weight.shape, quick) if families is None or p[0] in families]
-    repeat = repeat or (3 if quick else 5)
-    timing_x = inputs[:16 if quick else 64]
-    dense = sc.DenseWeight(weight)
-    per_image = (1,) + inputs.shape[1:]
-    dense_macs = sc.conv_cost(dense, per_image, padding=1).macs
+    chosen = [f for f in sc.registry.families() if families is None or f.name in families]
+    points = [(f.name, label, params) for f in chosen for label, params in f.points(full.shape, quick)]
+    skipped = [_skipped(f.name, "", {}, f.cannot(full.shape)) for f in chosen if not f.points(full.shape, quick)]
+    layer = dict(weight=full, layer_bytes=weight.nbytes, inputs=inputs, inputs_name=inputs_name, geom=geom,
+                 per_image=per_image, dense_macs=dense_macs, grouped=groups != 1, repeat=repeat or (3 if quick else 5),
+                 timing_x=inputs[:16 if quick else 64], net=net, x_test=x_test, y_test=y_test, finetune=finetune,
+                 quick=quick)
     records = []
     # NumPy's BLAS (the fits, the linear layer) single-threaded: a multi-threaded OpenBLAS leaves its threads
     # spinning after each call, and they would slow the numba kernels timed next (15x seen here).
     with threadpool_limits(limits=1, user_api="blas"):
-        reference = sc.conv2d(inputs, dense, padding=1)
-        dense_time = _median_time(lambda: sc.conv2d(timing_x, dense, padding=1), repeat)
-        base_accuracy = accuracy(net, x_test, y_test) if net is not None else None
+        layer["reference"] = sc.conv2d(inputs, weight, groups=groups, **geom)
+        layer["dense_time"] = _median_time(lambda: sc.conv2d(layer["timing_x"], weight, groups=groups, **geom),
+                                           layer["repeat"])
+        layer["base_accuracy"] = accuracy(net, x_test, y_test) if net is not None else None
         for family, label, params in tqdm(points, desc="compare", disable=not progress):
-            records.append(_point(family, label, params, weight, inputs, inputs_name, reference, timing_x, dense_time,
-                                  dense_macs, per_image, repeat, net, x_test if net is not None else None,
-                                  y_test if net is not None else None, base_accuracy, finetune, quick))
-    return records
+            records.append(_point(family, label, params, layer))
+    return records + skipped
 
 
-def _point(family, label, params, weight, inputs, inputs_name, reference, timing_x, dense_time, dense_macs,
-           per_image, repeat, net, x_test, y_test, base_accuracy, finetune, quick):
-    """One record of :func:`compare`."""
+def _skipped(family, label, params, reason):
+    return {"family": family, "label": label, "params": _plain(params), "skipped": reason}
+
+
+def _plain(params):
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+
+
+def _point(family, label, params, layer):
+    """One record of :func:`compare`: the point scored under the layer's geometry, or why it is skipped."""
     from .network import accuracy
 
-    op = sc.registry.family(family).build(weight, **params)
-    cost = sc.conv_cost(op, per_image, padding=1)
-    t = _median_time(lambda: sc.conv2d(timing_x, op, padding=1), repeat)
-    rec = {"family": family, "label": label,
-           "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()},
+    try:
+        op = sc.registry.family(family).build(layer["weight"], **params)
+    except ValueError as exc:  # the family cannot take this layer at this budget
+        return _skipped(family, label, params, str(exc))
+    geom, per_image = layer["geom"], layer["per_image"]
+    cost = sc.conv_cost(op, per_image, **geom)
+    macs = cost.macs + cost.bitops / 128
+    if layer["grouped"] and macs > layer["dense_macs"]:
+        return _skipped(family, label, params, f"costs {macs:,.0f} MACs per image, more than the grouped layer's "
+                                               f"{layer['dense_macs']:,.0f}: no saving")
+    t = _median_time(lambda: sc.conv2d(layer["timing_x"], op, **geom), layer["repeat"])
+    rec = {"family": family, "label": label, "params": _plain(params),
            "num_params": int(op.num_params), "bytes": int(op.nbytes), "macs": float(cost.macs),
            "bitops": int(cost.bitops), "equivalent_flops": float(cost.equivalent_flops),
-           "mac_reduction": float(dense_macs / max(cost.macs + cost.bitops / 128, 1e-9)),
-           "storage_reduction": float(weight.size * weight.itemsize / op.nbytes),
-           "weight_error": float(sc.relative_error(op, weight)),
-           "output_error": _rel(sc.conv2d(inputs, op, padding=1), reference),
-           "time_s": t, "dense_time_s": dense_time, "speedup": dense_time / t, "inputs": inputs_name}
+           "mac_reduction": float(layer["dense_macs"] / max(macs, 1e-9)),
+           "storage_reduction": float(layer["layer_bytes"] / op.nbytes),
+           "weight_error": float(sc.relative_error(op, layer["weight"])),
+           "output_error": _rel(sc.conv2d(layer["inputs"], op, **geom), layer["reference"]),
+           "time_s": t, "dense_time_s": layer["dense_time"], "speedup": layer["dense_time"] / t,
+           "inputs": layer["inputs_name"]}
+    net = layer["net"]
     if net is not None:
-        rec["accuracy"] = accuracy(net, x_test, y_test, layer=op)
-        rec["dense_accuracy"] = base_accuracy
-        if finetune:
-            rec["accuracy_finetuned"] = _finetune(net, op, quick)
+        rec["accuracy"] = accuracy(net, layer["x_test"], layer["y_test"], layer=op)
+        rec["dense_accuracy"] = layer["base_accuracy"]
+        if layer["finetune"]:
+            rec["accuracy_finetuned"] = _finetune(net, op, layer["quick"])
     return rec
 
 
@@ -244,8 +292,14 @@ def _finetune(net, op, quick):
         return float((model(torch.from_numpy(xs)).argmax(1).numpy() == ys).mean())
 
 
+def scored(records):
+    """The records that were scored (not ``skipped``)."""
+    return [r for r in records if "skipped" not in r]
+
+
 def pareto(records, key="macs", error="output_error"):
     """Per family, the points not beaten on both ``key`` (lower) and ``error`` (lower), sorted by ``key``."""
+    records = scored(records)
     out = {}
     for family in dict.fromkeys(r["family"] for r in records):
         pts = sorted((r for r in records if r["family"] == family), key=lambda r: (r[key], r[error]))

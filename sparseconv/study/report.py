@@ -5,7 +5,7 @@ import json
 import pathlib
 
 from .._table import format_table
-from .compare import pareto
+from .compare import pareto, scored
 
 __all__ = ["best_points", "summary", "write_outputs"]
 
@@ -16,6 +16,7 @@ TARGETS = (2.0, 4.0, 10.0)
 def best_points(records, key, target):
     """Per family, the point with the lowest output error among those whose ``key`` reaches ``target``."""
     out = {}
+    records = scored(records)
     for family in dict.fromkeys(r["family"] for r in records):
         ok = [r for r in records if r["family"] == family and r[key] >= target]
         if ok:
@@ -24,7 +25,11 @@ def best_points(records, key, target):
 
 
 def summary(records):
-    """The best point of each family at 2x, 4x and 10x fewer MACs, and at 4x and 10x less storage."""
+    """The best point of each family at 2x, 4x and 10x fewer MACs, and at 4x and 10x less storage; what was skipped."""
+    skipped = [r for r in records if "skipped" in r]
+    records = scored(records)
+    if not records:
+        return "nothing could be scored on this layer:\n" + _skips(skipped)
     has_acc = any("accuracy" in r for r in records)
     head = f"dense layer: test accuracy {records[0]['dense_accuracy']:.3f}; " if has_acc else ""
     head += f"inputs: {records[0]['inputs']}; dense conv2d {records[0]['dense_time_s'] * 1e3:.2f} ms"
@@ -44,7 +49,13 @@ def summary(records):
                 row += [f"{best['speedup']:.2f}x"]
                 rows.append(row)
         parts.append(f"best output error per family at {title}:\n" + format_table(headers, rows))
+    if skipped:
+        parts.append("skipped:\n" + _skips(skipped))
     return "\n\n".join(parts)
+
+
+def _skips(skipped):
+    return format_table(["family", "point", "reason"], [[r["family"], r["label"] or "-", r["skipped"]] for r in skipped])
 
 
 def _flat(record):
@@ -71,5 +82,5 @@ def write_outputs(records, out_dir, quick=False):
         writer.writeheader()
         writer.writerows(flat)
     paths.append(out / "compare.csv")
-    paths += compare_figures(records, out)
+    paths += compare_figures(scored(records), out) if scored(records) else []
     return paths
