@@ -221,7 +221,8 @@ class BinaryInputWeight(NonlinearWeight):
 
         Each entry is K - 2 popcount(w XOR x) summed over the packed words.
         """
-        if packed.dtype != np.uint64 or packed.ndim != 3 or packed.shape[1:] != (self.weight.bits.shape[1], _bits.PANEL) \
+        layout = (self.weight.bits.shape[1], _bits.PANEL)
+        if packed.dtype != np.uint64 or packed.ndim != 3 or packed.shape[1:] != layout \
                 or not 0 <= n <= packed.shape[0] * _bits.PANEL:
             raise ValueError("packed must come from pack_columns, and n must not exceed its columns")
         dots = np.empty((self.shape[0], int(n)), np.int32)
@@ -274,9 +275,10 @@ def binarize(weight, scale="channel", activations=None, activation_scale=True):
     """
     weight = as_weight(weight)
     choice(scale, "scale", SCALES)
-    if not isinstance(activations, str) and activations is not None and not isinstance(activations, (int, np.integer)):
+    if isinstance(activations, (bool, np.bool_)) or not (activations is None or isinstance(
+            activations, (str, int, np.integer))):
         raise TypeError(f"activations must be None, 1, 'float' or 'binary', got {activations!r}")
-    if isinstance(activations, bool) or activations not in ACTIVATIONS:
+    if activations not in ACTIVATIONS:
         raise ValueError(f"activations must be None, 1, 'float' or 'binary', got {activations!r}")
     if not np.all(np.isfinite(weight)):
         raise ValueError("weight must be finite (no NaN or inf) to binarize")

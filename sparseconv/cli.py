@@ -125,7 +125,8 @@ def _compare(args):
     from .study.report import summary, write_outputs
 
     weight = inputs = None
-    geometry = {k: getattr(args, k) for k in ("stride", "padding", "dilation", "groups") if getattr(args, k) is not None}
+    geometry = {k: getattr(args, k) for k in ("stride", "padding", "dilation", "groups")
+                if getattr(args, k) is not None}
     try:
         if args.weights or args.torch:
             weight, own = cmp.load_layer(args.weights or args.torch, geometry=True)

@@ -103,31 +103,23 @@ def conv_cost(op_or_weight, x_shape, stride=1, padding=0, dilation=1, groups=Non
         ``n_cols = N * H_out * W_out``, and for operators with parts at
         different resolutions each part at its own.
     """
-    if not (isinstance(x_shape, (tuple, list)) and len(x_shape) == 4):
-        raise ValueError(f"x_shape must be a 4-tuple (N, C_in, H, W), got {x_shape!r}")
     if isinstance(op_or_weight, _Weight):
-        k_shape = op_or_weight.kernel_shape
         if groups not in (None, 1):
             raise ValueError(
                 f"groups applies to 4-D weights only (an operator has its own structure), got groups={groups!r}"
             )
-        if x_shape[1] != k_shape[1]:
-            raise ValueError(f"x_shape has C_in={x_shape[1]} channels, the operator expects C_in={k_shape[1]}")
-    else:
-        w = as_array(op_or_weight, "weight")
-        if w.ndim != 4:
-            raise ValueError(f"weight must be 4-D (C_out, C_in/groups, kH, kW), got shape {w.shape}")
-        k_shape = w.shape
-        if groups is None:
-            groups = x_shape[1] // w.shape[1] if w.shape[1] else 1
-        groups = positive_int(groups, "groups")
-        if w.shape[1] * groups != x_shape[1] or w.shape[0] % groups:
-            raise ValueError(
-                f"weight of shape {w.shape} with groups={groups} does not fit x_shape {tuple(x_shape)}"
-            )
-    g = geometry(x_shape, k_shape[2:], stride, padding, dilation)
+        return op_or_weight.conv_cost(x_shape, stride, padding, dilation)
+    if not (isinstance(x_shape, (tuple, list)) and len(x_shape) == 4):
+        raise ValueError(f"x_shape must be a 4-tuple (N, C_in, H, W), got {x_shape!r}")
+    w = as_array(op_or_weight, "weight")
+    if w.ndim != 4:
+        raise ValueError(f"weight must be 4-D (C_out, C_in/groups, kH, kW), got shape {w.shape}")
+    if groups is None:
+        groups = x_shape[1] // w.shape[1] if w.shape[1] else 1
+    groups = positive_int(groups, "groups")
+    if w.shape[1] * groups != x_shape[1] or w.shape[0] % groups:
+        raise ValueError(f"weight of shape {w.shape} with groups={groups} does not fit x_shape {tuple(x_shape)}")
+    g = geometry(x_shape, w.shape[2:], stride, padding, dilation)
     n_cols = int(x_shape[0]) * g.h_out * g.w_out
-    if isinstance(op_or_weight, _Weight):
-        return op_or_weight.conv_cost(tuple(x_shape), stride, padding, dilation)
     kk = g.kh * g.kw
     return dense_cost(w.shape[0], w.shape[1] * kk, x_shape[1] * kk, n_cols, w.dtype.itemsize)

@@ -51,8 +51,7 @@ class _Weight:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
-            _REGISTRY[cls.__name__] = cls
+        _REGISTRY[cls.__name__] = cls
 
     def __init__(self, kernel_shape, dtype):
         c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
@@ -129,8 +128,9 @@ class _Weight:
         if not (isinstance(x_shape, (tuple, list)) and len(x_shape) == 4):
             raise ValueError(f"x_shape must be a 4-tuple (N, C_in, H, W), got {x_shape!r}")
         if x_shape[1] != self.kernel_shape[1]:
-            raise ValueError(f"x_shape has C_in={x_shape[1]} channels, the operator expects C_in={self.kernel_shape[1]}")
-        geom = geometry(x_shape, self.kernel_shape[2:], stride, padding, dilation)
+            raise ValueError(f"x_shape has C_in={x_shape[1]} channels, "
+                             f"the operator expects C_in={self.kernel_shape[1]}")
+        geom = geometry(tuple(x_shape), self.kernel_shape[2:], stride, padding, dilation)
         return self._conv_cost(int(x_shape[0]), geom)
 
     def to_weight(self):

@@ -62,11 +62,11 @@ class Family:
     summary: str = ""
     requires: Optional[Callable] = None
 
-    def cannot(self, kernel_shape):
+    def cannot(self, kernel_shape, quick=False):
         """Why this family sweeps nothing on a layer of ``kernel_shape`` (None where it sweeps something)."""
         shape = tuple(int(v) for v in kernel_shape)
         reason = None if self.requires is None else self.requires(shape)
-        if reason is None and not self.points(shape):
+        if reason is None and not self.points(shape, quick):
             reason = "no budget of this family fits a {}x{}x{}x{} layer".format(*shape)
         return reason
 

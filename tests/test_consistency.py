@@ -25,7 +25,8 @@ def test_n_m_pruning_accepts_its_own_amount():
     lambda: sc.conv2d(X, W, workspace=2.0), lambda: sc.quantize(W, bits=8.0), lambda: sc.quantize(W, scheme=3),
     lambda: sc.kmeans_quantize(W, n_clusters=4.0), lambda: sc.kmeans_quantize(W, init=None),
     lambda: sc.block_diagonal(W, 2.0), lambda: sc.low_rank(W, rank=2.0), lambda: sc.low_rank(W, energy="all"),
-    lambda: sc.binarize(W, activations=1.0), lambda: sc.binarize(W, scale=1), lambda: sc.IGCV1.random(2.0, 4),
+    lambda: sc.binarize(W, activations=1.0), lambda: sc.binarize(W, activations=True), lambda: sc.binarize(W, scale=1),
+    lambda: sc.IGCV1.random(2.0, 4),
     lambda: sc.igcv1(W, 2, 4, max_iter=1.5), lambda: sc.prune(W, 0.5, structure=2),
     lambda: sc.channel_shuffle_permutation(8, 2.0), lambda: sc.theory.igcv1_params(4, 2.5, 9),
 ])

@@ -1,4 +1,4 @@
-"""The family registry: a family declared in one place (here, this test module) reaches compare, from_conv and the CLI."""
+"""The family registry: a family declared in one place (here, this test module) reaches compare, from_conv, the CLI."""
 
 import json
 

@@ -192,9 +192,9 @@ def compare(weight=None, inputs=None, quick=False, finetune=False, families=None
         unknown = sorted(set(families) - set(sc.registry.names()))
         if unknown:
             raise ValueError(f"unknown families {unknown}; choose from {list(sc.registry.names())}")
-    chosen = [f for f in sc.registry.families() if families is None or f.name in families]
-    points = [(f.name, label, params) for f in chosen for label, params in f.points(full.shape, quick)]
-    skipped = [_skipped(f.name, "", {}, f.cannot(full.shape)) for f in chosen if not f.points(full.shape, quick)]
+    chosen = {f: f.points(full.shape, quick) for f in sc.registry.families() if families is None or f.name in families}
+    points = [(f.name, label, params) for f, pts in chosen.items() for label, params in pts]
+    skipped = [_skipped(f.name, "", {}, f.cannot(full.shape, quick)) for f, pts in chosen.items() if not pts]
     layer = dict(weight=full, layer_bytes=weight.nbytes, inputs=inputs, inputs_name=inputs_name, geom=geom,
                  per_image=per_image, dense_macs=dense_macs, grouped=groups != 1, repeat=repeat or (3 if quick else 5),
                  timing_x=inputs[:16 if quick else 64], net=net, x_test=x_test, y_test=y_test, finetune=finetune,

@@ -55,7 +55,8 @@ def summary(records):
 
 
 def _skips(skipped):
-    return format_table(["family", "point", "reason"], [[r["family"], r["label"] or "-", r["skipped"]] for r in skipped])
+    rows = [[r["family"], r["label"] or "-", r["skipped"]] for r in skipped]
+    return format_table(["family", "point", "reason"], rows)
 
 
 def _flat(record):
