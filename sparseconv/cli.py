@@ -124,10 +124,14 @@ def _compare(args):
     from .study import compare as cmp
     from .study.report import summary, write_outputs
 
+    if args.onnx or (args.torch and ":" not in args.torch):
+        return _compare_model(args)
     weight = inputs = None
     geometry = {k: getattr(args, k) for k in ("stride", "padding", "dilation", "groups")
                 if getattr(args, k) is not None}
     try:
+        if args.layers or args.max_error is not None:
+            raise ValueError("--layers and --max-error are for a whole network (--onnx, or --torch MODEL.pt)")
         if args.weights or args.torch:
             weight, own = cmp.load_layer(args.weights or args.torch, geometry=True)
             if own and geometry:
@@ -145,6 +149,53 @@ def _compare(args):
     print(summary(records))
     if args.out:
         for path in write_outputs(records, args.out, quick=args.quick):
+            print(f"wrote {path}")
+    return 0
+
+
+def _compare_model(args):
+    """``compare --onnx MODEL.onnx[:NODE]`` or ``compare --torch MODEL.pt``: every conv layer of a network."""
+    import pathlib
+
+    import numpy as np
+
+    from .study import compare as cmp
+    from .study.model import compare_model
+    from .study.report import model_summary, write_model_outputs
+
+    max_error = 0.01 if args.max_error is None else args.max_error
+    try:
+        given = [f"--{k}" for k in ("stride", "padding", "dilation", "groups") if getattr(args, k) is not None]
+        given += ["--weights"] * bool(args.weights) + ["--finetune"] * args.finetune
+        given += ["--torch"] * bool(args.onnx and args.torch)
+        if given:
+            raise ValueError(f"{', '.join(given)}: not with a whole network (each layer's geometry is read from it)")
+        if not args.inputs:
+            raise ValueError("a whole network needs its inputs: --inputs images.npy, (N, C, H, W) as the model takes")
+        if not 0 < max_error:
+            raise ValueError(f"--max-error must be > 0, got {max_error}")
+        layers = args.layers
+        if args.onnx:
+            path, sep, node = args.onnx.partition(".onnx:")
+            model = path + ".onnx" if sep else args.onnx
+            if sep:
+                if layers:
+                    raise ValueError("name one node (MODEL.onnx:NODE) or give --layers, not both")
+                layers = [node]
+            if not pathlib.Path(model).is_file():
+                raise ValueError(f"model file {model!r} does not exist")
+        else:
+            print(f"loading {args.torch} with torch.load(weights_only=False): this runs code from the file, so only "
+                  f"use files you trust", file=sys.stderr)
+            model = cmp.load_model(args.torch)
+        inputs = np.load(args.inputs, allow_pickle=False)
+        result = compare_model(model, inputs, layers=layers, quick=args.quick, families=args.families,
+                               max_minutes=args.max_minutes)
+    except (ValueError, TypeError, ImportError) as exc:
+        raise SystemExit(f"sparseconv compare: {exc}") from exc
+    print(model_summary(result, max_error))
+    if args.out:
+        for path in write_model_outputs(result, args.out, max_error):
             print(f"wrote {path}")
     return 0
 
@@ -211,9 +262,19 @@ def build_parser():
     compare.add_argument("--quick", action="store_true", help="fewer budgets and images (about a minute)")
     compare.add_argument("--out", metavar="DIR", help="write compare.csv, compare.json and the figures there")
     compare.add_argument("--weights", metavar="FILE[:KEY]", help="a layer of your own: file.npy or file.npz[:key]")
-    compare.add_argument("--torch", metavar="MODEL.pt:MODULE", help="a conv of a saved torch model (unpickled: "
-                                                                     "trusted files only)")
-    compare.add_argument("--inputs", metavar="FILE.npy", help="inputs of that layer, (N, C_in, H, W)")
+    compare.add_argument("--torch", metavar="MODEL.pt[:MODULE]", help="a saved torch model (unpickled: trusted files "
+                                                                       "only): one conv module, or with no :MODULE "
+                                                                       "the whole network")
+    compare.add_argument("--onnx", metavar="MODEL.onnx[:NODE]", help="every conv of an ONNX network (or one "
+                                                                      "node), scored on the network's output too")
+    compare.add_argument("--inputs", metavar="FILE.npy", help="inputs of that layer, (N, C_in, H, W); for a whole "
+                                                              "network, its inputs (images)")
+    compare.add_argument("--layers", nargs="+", metavar="PATTERN", help="whole network: only the layers whose names "
+                                                                       "match these globs")
+    compare.add_argument("--max-error", type=float, metavar="E", help="whole network: the network output error a "
+                                                                      "layer's cheapest point must keep (default 0.01)")
+    compare.add_argument("--max-minutes", type=float, default=30.0, metavar="MIN",
+                         help="whole network: refuse a sweep estimated to take longer (default 30)")
     compare.add_argument("--stride", type=_pair_arg, metavar="S|SH,SW", help="the layer's stride (default 1)")
     compare.add_argument("--padding", type=_padding_arg, metavar="P|PH,PW|same|valid",
                          help="the layer's zero padding (default: dilation * (k - 1) // 2 per side)")

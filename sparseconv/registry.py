@@ -53,6 +53,11 @@ class Family:
     requires : callable, optional
         ``requires(kernel_shape) -> str or None``: why the family cannot
         represent a layer of that shape (``compare`` reports it), or None.
+    keeps_zeros : bool
+        Its operators cost what the weight's nonzero entries cost (a sparse
+        format), so a grouped layer's zero blocks stay free; ``compare``
+        skips the other families on depthwise layers, where they would run
+        the dense C_in x C_in kH kW block-diagonal matrix.
     """
 
     name: str
@@ -61,6 +66,7 @@ class Family:
     sweep: Optional[Callable] = None
     summary: str = ""
     requires: Optional[Callable] = None
+    keeps_zeros: bool = False
 
     def cannot(self, kernel_shape, quick=False):
         """Why this family sweeps nothing on a layer of ``kernel_shape`` (None where it sweeps something)."""

@@ -280,4 +280,4 @@ def _sweep(kernel_shape, quick):
 
 
 registry.register(registry.Family("prune", prune, (SparseWeight,), _sweep,
-                                  "pruned weights: CSR, BSR (kernels, blocks) or compact N:M"))
+                                  "pruned weights: CSR, BSR (kernels, blocks) or compact N:M", keeps_zeros=True))

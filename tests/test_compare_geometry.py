@@ -67,13 +67,22 @@ def test_skip_reasons_name_what_is_missing(rng):
 
 
 def test_a_grouped_layer_is_compared_with_itself(rng):
-    w = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)  # depthwise
-    records = compare(w, quick=True, progress=False, repeat=1, groups=8, padding=1, families=["quantize", "prune"])
+    w = rng.standard_normal((8, 2, 3, 3)).astype(np.float32)  # 4 groups of 2 channels
+    records = compare(w, quick=True, progress=False, repeat=1, groups=4, padding=1, families=["quantize", "prune"])
     quantized = [r for r in records if r["family"] == "quantize"]
     assert all("more than the grouped layer" in r["skipped"] for r in quantized)  # it would multiply the zeros
     pruned = scored(records)
     assert pruned and all(r["family"] == "prune" for r in pruned)
     assert all(r["mac_reduction"] >= 1 - 1e-9 for r in pruned)
+
+
+def test_on_a_depthwise_layer_only_sparse_families_run(rng):
+    w = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    records = compare(w, quick=True, progress=False, repeat=1, groups=8, padding=1, families=["low_rank", "prune"])
+    reasons = {r["family"]: r["skipped"] for r in records if "skipped" in r}
+    assert "depthwise" in reasons["low_rank"] and "8 x 72 block-diagonal" in reasons["low_rank"]
+    assert {r["family"] for r in scored(records)} == {"prune"}
+    assert sc.registry.family("prune").keeps_zeros and not sc.registry.family("low_rank").keeps_zeros
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 import sparseconv as sc
 
-__all__ = ["FAMILIES", "compare", "load_layer", "pareto", "scored", "sweep"]
+__all__ = ["FAMILIES", "compare", "load_layer", "load_model", "pareto", "scored", "sweep"]
 
 def __getattr__(name):
     if name == "FAMILIES":  # the registry's, read when asked, so that families registered later appear
@@ -97,10 +97,15 @@ def load_layer(spec, geometry=False):
     elif p.suffix in (".pt", ".pth"):
         import torch
 
-        model = torch.load(p, map_location="cpu", weights_only=False)
         if not key:
             raise ValueError(f"name the conv module as {path}:module.path")
-        module = model.get_submodule(key)
+        model = load_model(p)
+        try:
+            module = model.get_submodule(key)
+        except AttributeError:
+            names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+            raise ValueError(f"{path} has no module {key!r}; its convs: {names[:8]}"
+                             f"{' ...' if len(names) > 8 else ''}") from None
         if not isinstance(module, torch.nn.Conv2d):
             raise ValueError(f"{key} in {path} is a {type(module).__name__}, not an nn.Conv2d")
         if module.padding_mode != "zeros":
@@ -115,6 +120,20 @@ def load_layer(spec, geometry=False):
     else:
         raise ValueError(f"weights must be a .npy, .npz or .pt file, got {path!r}")
     return (_layer_weight(w, "weights"), {}) if geometry else _layer_weight(w, "weights")
+
+
+def load_model(path):
+    """A whole torch model saved with ``torch.save(model)``: this unpickles it, which runs code from the file,
+    so only load files you trust. A ValueError when the file holds no ``nn.Module``."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("torch models need torch: pip install 'sparseconv[torch]'") from exc
+    model = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a whole model (torch.save(model), not its "
+                         f"state_dict)")
+    return model
 
 
 def compare(weight=None, inputs=None, quick=False, finetune=False, families=None, progress=True, repeat=None,
@@ -150,9 +169,7 @@ def compare(weight=None, inputs=None, quick=False, finetune=False, families=None
     layer cannot take (or that would cost more than the grouped layer it
     replaces) is a record with ``skipped``: the reason, and no numbers.
     """
-    from tqdm import tqdm
-
-    from .network import accuracy, layer_input, load_network
+    from .network import layer_input, load_network
 
     net = x_test = y_test = None
     if weight is None:
@@ -185,20 +202,54 @@ def compare(weight=None, inputs=None, quick=False, finetune=False, families=None
     if not np.all(np.isfinite(inputs)):
         raise ValueError("inputs have NaN or inf entries")
     geom = dict(stride=stride, padding=padding, dilation=dilation)
-    per_image = (1,) + inputs.shape[1:]
-    dense_macs = sc.conv_cost(weight, per_image, groups=groups, **geom).macs  # checks the geometry against inputs
-    full = sc.BlockDiagonalWeight(weight, groups).to_weight() if groups != 1 else weight  # (C_out, C_in, kH, kW)
+    return _sweep_layer(weight, inputs, inputs_name, geom, groups, quick=quick, families=families, repeat=repeat,
+                        progress=progress, net=net, x_test=x_test, y_test=y_test, finetune=finetune)
+
+
+def _plan(weight_shape, groups, quick, families=None, per_family=None):
+    """The (family, label, params) points :func:`_sweep_layer` scores on a layer of ``weight_shape``
+    (C_out, C_in/groups, kH, kW), and the skip records of the families it cannot take."""
     if families is not None:
         unknown = sorted(set(families) - set(sc.registry.names()))
         if unknown:
             raise ValueError(f"unknown families {unknown}; choose from {list(sc.registry.names())}")
-    chosen = {f: f.points(full.shape, quick) for f in sc.registry.families() if families is None or f.name in families}
-    points = [(f.name, label, params) for f, pts in chosen.items() for label, params in pts]
-    skipped = [_skipped(f.name, "", {}, f.cannot(full.shape, quick)) for f, pts in chosen.items() if not pts]
+    c_out, c_in, kh, kw = weight_shape
+    full = (c_out, c_in * groups, kh, kw)
+    chosen = {f: f.points(full, quick) for f in sc.registry.families() if families is None or f.name in families}
+    if per_family is not None:
+        chosen = {f: pts if len(pts) <= per_family else pts[:per_family - 1] + pts[-1:] for f, pts in chosen.items()}
+    skipped = [_skipped(f.name, "", {}, f.cannot(full, quick)) for f, pts in chosen.items() if not pts]
+    if groups != 1 and c_in == 1:  # depthwise
+        dense = [f for f, pts in chosen.items() if pts and not f.keeps_zeros]
+        skipped += [_skipped(f.name, "", {}, f"a depthwise layer: its operators would run the {full[0]} x "
+                                             f"{full[1] * kh * kw} block-diagonal matrix densely, {full[1]}x the "
+                                             f"layer's MACs") for f in dense]
+        chosen = {f: pts for f, pts in chosen.items() if f not in dense}
+    return [(f.name, label, params) for f, pts in chosen.items() for label, params in pts], skipped
+
+
+def _sweep_layer(weight, inputs, inputs_name, geom, groups, quick, families=None, repeat=None, progress=True,
+                 net=None, x_test=None, y_test=None, finetune=False, network=None, per_family=None, desc="compare"):
+    """:func:`compare`'s records for a validated layer: ``weight`` (C_out, C_in/groups, kH, kW) float32 and
+    finite, ``inputs`` (N, C_in, H, W) likewise, ``geom`` its stride, padding and dilation.
+
+    ``network(op)``, when given, returns more fields for each scored point
+    (the network-level scores of :func:`sparseconv.study.model.compare_model`);
+    ``per_family`` keeps at most that many points of each family (its first
+    and its cheapest).
+    """
+    from tqdm import tqdm
+
+    from .network import accuracy
+
+    per_image = (1,) + inputs.shape[1:]
+    dense_macs = sc.conv_cost(weight, per_image, groups=groups, **geom).macs  # checks the geometry against inputs
+    full = sc.BlockDiagonalWeight(weight, groups).to_weight() if groups != 1 else weight  # (C_out, C_in, kH, kW)
+    points, skipped = _plan(weight.shape, groups, quick, families, per_family)
     layer = dict(weight=full, layer_bytes=weight.nbytes, inputs=inputs, inputs_name=inputs_name, geom=geom,
                  per_image=per_image, dense_macs=dense_macs, grouped=groups != 1, repeat=repeat or (3 if quick else 5),
                  timing_x=inputs[:16 if quick else 64], net=net, x_test=x_test, y_test=y_test, finetune=finetune,
-                 quick=quick)
+                 quick=quick, network=network)
     records = []
     # NumPy's BLAS (the fits, the linear layer) single-threaded: a multi-threaded OpenBLAS leaves its threads
     # spinning after each call, and they would slow the numba kernels timed next (15x seen here).
@@ -207,7 +258,7 @@ def compare(weight=None, inputs=None, quick=False, finetune=False, families=None
         layer["dense_time"] = _median_time(lambda: sc.conv2d(layer["timing_x"], weight, groups=groups, **geom),
                                            layer["repeat"])
         layer["base_accuracy"] = accuracy(net, x_test, y_test) if net is not None else None
-        for family, label, params in tqdm(points, desc="compare", disable=not progress):
+        for family, label, params in tqdm(points, desc=desc, disable=not progress, leave=network is None):
             records.append(_point(family, label, params, layer))
     return records + skipped
 
@@ -250,6 +301,8 @@ def _point(family, label, params, layer):
         rec["dense_accuracy"] = layer["base_accuracy"]
         if layer["finetune"]:
             rec["accuracy_finetuned"] = _finetune(net, op, layer["quick"])
+    if layer["network"] is not None:
+        rec.update(layer["network"](op))
     return rec
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 import sparseconv as sc
 
-__all__ = ["PALETTE", "all_figures", "compare_figures", "study_figure", "theory_figures"]
+__all__ = ["PALETTE", "all_figures", "compare_figures", "network_error_figure", "study_figure", "theory_figures"]
 
 #: Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999"]
@@ -206,3 +206,34 @@ def all_figures(out="figures", quick=False, compare_json=None, study_json=None, 
     paths = compare_figures(records, out) + study_figure(rows, out) + theory_figures(out)
     paths += singular_values_figure(out)
     return paths
+
+
+def network_error_figure(result, path, target=2.0):
+    """network_error.png: per layer (rows) and family (columns), the lowest network output error among the
+    family's points with at least ``target`` x fewer MACs; blank where the family has none there."""
+    from matplotlib.colors import LogNorm
+
+    from .compare import scored
+
+    plt = _plt()
+    records = [r for r in scored(result["records"]) if "network_error" in r]
+    layers = [row["name"] for row in result["layers"] if "skipped" not in row]
+    families = list(dict.fromkeys(r["family"] for r in result["records"]))
+    grid = np.full((len(layers), len(families)), np.nan)  # (layers, families)
+    for r in records:
+        if r["mac_reduction"] >= target:
+            i, j = layers.index(r["layer"]), families.index(r["family"])
+            grid[i, j] = np.nanmin([grid[i, j], max(r["network_error"], 1e-6)])
+    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * len(families), 1.4 + 0.2 * len(layers)))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")
+    finite = grid[np.isfinite(grid)]
+    norm = LogNorm(vmin=max(finite.min(), 1e-6), vmax=max(finite.max(), 2e-6)) if finite.size else None
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(families)), families, rotation=45, ha="right")
+    ax.set_yticks(range(len(layers)), layers, fontsize=max(4, 8 - len(layers) // 20))
+    ax.grid(False)
+    ax.set_title(f"Network output error, one layer replaced\n(best point with >= {target:g}x fewer MACs; "
+                 f"grey: none)", fontsize=8)
+    if norm is not None:
+        fig.colorbar(im, ax=ax, label="relative error of the network's output")
+    return _save(fig, path)
