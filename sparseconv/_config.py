@@ -96,3 +96,49 @@ def jit(**flags):
         return dispatcher
 
     return decorate
+
+
+# -- which instruction sets the kernels may use ------------------------------------------------------------
+
+#: instruction-set levels a kernel family has paths for, lowest first
+ISA_LEVELS = ("portable", "avx2", "avx512")
+#: the features (llvmlite's names) a CPU needs for each level above "portable"
+LEVEL_FEATURES = {"avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx512bw", "avx512vl")}
+
+
+def cpu_features():
+    """The host CPU's features that are present, as llvmlite names them (none with the JIT off)."""
+    if numba.config.DISABLE_JIT:
+        return frozenset()
+    if not hasattr(cpu_features, "_host"):
+        import llvmlite.binding as llvm
+
+        cpu_features._host = frozenset(k for k, v in llvm.get_host_cpu_features().items() if v)
+    return cpu_features._host
+
+
+def isa_level():
+    """The highest level of :data:`ISA_LEVELS` the CPU has, lowered to ``$SPARSECONV_ISA`` where that is set.
+
+    ``SPARSECONV_ISA=avx2`` on an AVX-512 machine runs the paths an AVX2 CPU
+    runs (kernels look it up on each call); a level above the CPU's is
+    the CPU's.
+    """
+    features = cpu_features()
+    host = "portable"
+    for level in ISA_LEVELS[1:]:
+        if all(f in features for f in LEVEL_FEATURES[level]):
+            host = level
+    forced = os.environ.get("SPARSECONV_ISA")
+    if not forced:
+        return host
+    if forced not in ISA_LEVELS:
+        raise ValueError(f"SPARSECONV_ISA must be one of {list(ISA_LEVELS)}, got {forced!r}")
+    return min(host, forced, key=ISA_LEVELS.index)
+
+
+def has(feature):
+    """Whether kernels may use CPU ``feature`` (llvmlite's name, e.g. "avx512vnni"): the CPU has it and
+    :func:`isa_level` allows its level (avx512* features need "avx512", others "avx2")."""
+    need = "avx512" if feature.startswith("avx512") else "avx2"
+    return feature in cpu_features() and ISA_LEVELS.index(isa_level()) >= ISA_LEVELS.index(need)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ._kernels import bits as _bits
 from ._validation import choice
+from .dense import DecodedFirst
 from .operator import NonlinearWeight, WeightOperator, as_weight, _row_blocks
 from .cost import Cost
 from . import registry
@@ -62,7 +63,7 @@ def unpack_signs(bits, n):
     return (1 - 2 * flags.astype(np.int8)).astype(np.int8)
 
 
-class BinaryWeight(WeightOperator):
+class BinaryWeight(DecodedFirst, WeightOperator):
     """W ~ diag(alpha) B, the signs B stored one bit each; multiplies float columns.
 
     Parameters
@@ -75,13 +76,16 @@ class BinaryWeight(WeightOperator):
     Notes
     -----
     ``nbytes`` is the packed signs plus alpha: about 1/32 of float32.
-    ``cost``: (K - 1) additions per column for the column sums, then per
-    output as many additions as the row has negative signs, one subtraction
-    and one multiplication.
+    ``method``: "decoded" (default) runs alpha B decoded once to floats with
+    the dense kernels (:class:`sparseconv.dense.DecodedFirst`); "add-only"
+    runs the multiplication-free kernel: (K - 1) additions per column for
+    the column sums, then per output as many additions as the row has
+    negative signs, one subtraction and one multiplication (its ``cost``).
     """
 
     torch_module = "BinaryConv2d"
     activations = None  # float activations: the bit width of what it multiplies, as in QuantizedWeight
+    methods = ("decoded", "add-only")
 
     def __init__(self, bits, alpha, kernel_shape):
         c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
@@ -115,7 +119,7 @@ class BinaryWeight(WeightOperator):
     def to_dense(self):
         return (self.alpha[:, None] * self.signs).astype(self.dtype)
 
-    def _matmat(self, cols):
+    def _kernel_matmat(self, cols):
         cols = np.ascontiguousarray(cols, dtype=np.result_type(cols.dtype, self.dtype))
         c_out, k = self.shape
         n = cols.shape[1]
@@ -137,7 +141,7 @@ class BinaryWeight(WeightOperator):
     def nbytes(self):
         return int(self.bits.nbytes + self.alpha.nbytes)
 
-    def cost(self, n_cols):
+    def _kernel_cost(self, n_cols):
         c_out, k = self.shape
         n = int(n_cols)
         isz = self.dtype.itemsize

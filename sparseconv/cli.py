@@ -7,7 +7,8 @@ import sparseconv
 
 
 def _print_environment(env):
-    print(f"\nthreads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
+    print(f"\nCPU: {env['processor']}; kernel paths for ISA level {env['isa_level']} (`sparseconv info` lists them)")
+    print(f"threads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
           f"torch {env.get('torch_threads', '-')}; GEMM inside the kernels: {env['gemm_backend']}; BLAS seen: "
           + ", ".join(f"{b['internal_api']} {b['version']} x{b['num_threads']}" for b in env["blas"]))
 
@@ -91,6 +92,37 @@ def _bench_torch(args):
     print("times are medians; realised = speedup over the dense conv / MAC reduction\n")
     print_table(result)
     _write_json(args, result)
+    return 0
+
+
+def _info(args):
+    import json
+
+    from . import system
+
+    try:
+        info = system.info()
+    except ValueError as exc:  # a bad SPARSECONV_ISA
+        raise SystemExit(f"sparseconv info: {exc}") from exc
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    have = ", ".join(f for f, present in info["features"].items() if present) or "none of them"
+    lacks = ", ".join(f for f, present in info["features"].items() if not present) or "none"
+    override = f"forced by SPARSECONV_ISA={info['isa_override']}" if info["isa_override"] else \
+        "SPARSECONV_ISA=avx2 or portable forces a lower one"
+    lines = [f"CPU: {info['cpu']} ({info['machine']}, {info['cpu_count']} logical cores)",
+             f"features: {have}; lacks {lacks}",
+             f"ISA level: {info['isa_level']} ({override})",
+             f"GEMM inside the kernels: {info['gemm_backend']}; numba threads: {info['numba_threads']}",
+             "kernel paths:",
+             f"  int8 x int8 -> int32 (quantize(..., activations=8)): {info['int8_kernel']}",
+             f"  XNOR popcount (binarize(..., activations='binary')): {info['xnor_popcount']}",
+             "  dense, grouped and depthwise conv2d: numba kernels with the GEMM above",
+             "  default method of weight-only operators (op.methods lists the others):"]
+    lines += [f"    {name}: {method}" for name, method in info["methods"].items()]
+    lines.append(f"kernel cache: {info['kernel_cache']}")
+    print("\n".join(lines))
     return 0
 
 
@@ -304,6 +336,12 @@ def build_parser():
     figures.add_argument("--compare-json", metavar="FILE", help="records from `compare --out` instead of a new run")
     figures.add_argument("--study-json", metavar="FILE", help="rows from `study --out` instead of a new run")
     figures.set_defaults(func=_figures)
+    info = sub.add_parser("info", help="the CPU, its features and the kernel path each family takes here",
+                          description="Print the CPU, the features the kernels look for, the instruction-set "
+                                      "level in force (SPARSECONV_ISA lowers it), the GEMM library, the path "
+                                      "each kernel family takes and where compiled kernels are cached.")
+    info.add_argument("--json", action="store_true", help="print sparseconv.system.info() as JSON")
+    info.set_defaults(func=_info)
     train = sub.add_parser("train-default", help="retrain the shipped digits CNN (torch, about a minute)",
                            description="Train the default network on the 4,000 training digits, seeded, and "
                                        "write its weights (default: the file the package ships).")

@@ -21,6 +21,7 @@ from scipy.cluster.vq import kmeans2
 from ._kernels import lowp as _lowp
 from . import _pack
 from ._validation import choice, integer
+from .dense import DecodedFirst
 from .operator import WeightOperator, as_weight, _row_blocks
 from .cost import Cost
 from . import registry
@@ -36,7 +37,7 @@ def _index_bits(k):
     return max(1, int(np.ceil(np.log2(k)))) if k > 1 else 1
 
 
-class CodebookWeight(WeightOperator):
+class CodebookWeight(DecodedFirst, WeightOperator):
     """W[o, k] = codebook[o or 0, idx[o, k]]: k shared values and an index per weight.
 
     Parameters
@@ -48,11 +49,15 @@ class CodebookWeight(WeightOperator):
     Notes
     -----
     Stored: the codebook and the indices at ceil(log2 k) bits, packed below
-    5 bits. ``cost``: per output, C_in*kH*kW additions into the bins, k
-    multiplications and k - 1 additions to combine them.
+    5 bits. ``method``: "decoded" (default) runs the weight decoded once to
+    floats with the dense kernels (:class:`sparseconv.dense.DecodedFirst`);
+    "accumulate" runs the accumulate-then-multiply kernel: per output,
+    C_in*kH*kW additions into the k bins, k multiplications and k - 1
+    additions to combine them (its ``cost``).
     """
 
     torch_module = "CodebookConv2d"
+    methods = ("decoded", "accumulate")
 
     def __init__(self, idx, codebook, kernel_shape):
         c_out, c_in, kh, kw = (int(v) for v in kernel_shape)
@@ -94,7 +99,7 @@ class CodebookWeight(WeightOperator):
             return self.codebook[self._idx()]
         return np.take_along_axis(self.codebook, self._idx().astype(np.intp), axis=1)
 
-    def _matmat(self, cols):
+    def _kernel_matmat(self, cols):
         cols = np.ascontiguousarray(cols, dtype=np.result_type(cols.dtype, self.dtype))
         out = np.empty((self.shape[0], cols.shape[1]), cols.dtype)
         table = np.ascontiguousarray(self.codebook.reshape(-1, self.n_clusters), dtype=cols.dtype)
@@ -113,7 +118,7 @@ class CodebookWeight(WeightOperator):
     def nbytes(self):
         return int(self.packed.nbytes + self.codebook.nbytes)
 
-    def cost(self, n_cols):
+    def _kernel_cost(self, n_cols):
         c_out, k_in = self.shape
         n = int(n_cols)
         k = self.n_clusters

@@ -10,11 +10,47 @@ from ._validation import as_array, float_dtype
 __all__ = ["DenseWeight", "as_operator", "grouped_conv2d"]
 
 
-def grouped_conv2d(op, groups, x, geom, bias, workspace):
-    """conv2d by the dense kernels of ``op.weight`` (torch's grouped layout), caching its tap-major copy on ``op``."""
-    weight = op.weight.astype(x.dtype, copy=False)
+def grouped_conv2d(op, groups, x, geom, bias, workspace, weight=None):
+    """conv2d by the dense kernels of ``weight`` (default ``op.weight``; torch's grouped layout), caching its
+    tap-major copy on ``op``."""
+    weight = (op.weight if weight is None else weight).astype(x.dtype, copy=False)
     taps = op._cached(("taps", x.dtype.str), lambda: tap_major(weight))  # the stride-1 kernel's layout
     return dense_conv2d(x, weight, bias, geom, groups, workspace, taps=taps)
+
+
+class DecodedFirst:
+    """For an operator whose weight decodes to floats: by default it runs as its decoded weight.
+
+    ``method="decoded"`` (the default, ``methods[0]``): the weight is decoded
+    to a float (C_out, C_in, kH, kW) array once, kept as a cache
+    (``cache_nbytes``; ``drop_cache`` frees it), and multiplied by the dense
+    kernels, so it runs as fast as the dense layer and ``cost`` is the dense
+    product's. The family's own kernel (``methods[1]``: add-only, bins, ...)
+    runs with ``method`` set to it, through ``_kernel_matmat`` and
+    ``_kernel_cost``: on a CPU whose FMA units make a multiplication as cheap
+    as an addition it saves multiplications and memory, not time.
+    """
+
+    def _decoded_weight(self, dtype):
+        """The decoded weight (C_out, C_in, kH, kW) in ``dtype``: made on first use, then kept."""
+        dtype = np.dtype(dtype)
+        return self._cached(("decoded", dtype.str), lambda: np.ascontiguousarray(self.to_weight(), dtype=dtype))
+
+    def _matmat(self, cols):
+        if self.method != "decoded":
+            return self._kernel_matmat(cols)
+        cols = np.asarray(cols)
+        return self._decoded_weight(np.result_type(cols.dtype, self.dtype)).reshape(self.shape) @ cols
+
+    def _conv2d(self, x, geom, bias, workspace):
+        if self.method != "decoded":
+            return super()._conv2d(x, geom, bias, workspace)
+        return grouped_conv2d(self, 1, x, geom, bias, workspace, weight=self._decoded_weight(x.dtype))
+
+    def cost(self, n_cols):
+        if self.method != "decoded":
+            return self._kernel_cost(n_cols)
+        return dense_cost(self.shape[0], self.shape[1], self.shape[1], n_cols, self.dtype.itemsize)
 
 
 class DenseWeight(WeightOperator):

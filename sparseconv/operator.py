@@ -26,7 +26,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ._kernels.im2col import im2col_range
-from ._validation import as_array, float_dtype, geometry
+from ._validation import as_array, choice, float_dtype, geometry
 
 __all__ = ["NonlinearWeight", "WeightOperator", "as_weight", "load", "relative_error"]
 
@@ -48,6 +48,9 @@ class _Weight:
     #: the :mod:`sparseconv.torch.modules` class that runs this operator in torch ("Name", or
     #: "package.module:Class"); None: its dense weight (see :mod:`sparseconv.registry`)
     torch_module = None
+    #: the ways ``conv2d`` and ``@`` can multiply by this operator, the default (fastest) first;
+    #: :attr:`method` says which one runs
+    methods = ("direct",)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -58,6 +61,18 @@ class _Weight:
         self.kernel_shape = (c_out, c_in, kh, kw)
         self.shape = (c_out, c_in * kh * kw)
         self.dtype = np.dtype(dtype)
+
+    @property
+    def method(self):
+        """Which of :attr:`methods` ``conv2d`` and ``@`` run (default ``methods[0]``); set it to choose another.
+
+        A run-time choice, not part of the operator: ``save`` does not keep it.
+        """
+        return self.__dict__.get("_method", type(self).methods[0])
+
+    @method.setter
+    def method(self, value):
+        self._method = choice(value, "method", type(self).methods)
 
     # -- what a subclass provides -------------------------------------------------
     def to_dense(self):

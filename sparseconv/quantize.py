@@ -30,6 +30,7 @@ import numpy as np
 from ._kernels import lowp as _lowp
 from . import _pack
 from ._validation import as_array, choice, integer
+from .dense import DecodedFirst
 from .operator import NonlinearWeight, WeightOperator, as_weight
 from .cost import Cost
 from . import registry
@@ -73,7 +74,7 @@ def accumulator_dtype(k, weight_bound, act_bound):
     return np.dtype(np.int32) if k * weight_bound * act_bound <= np.iinfo(np.int32).max else np.dtype(np.int64)
 
 
-class QuantizedWeight(WeightOperator):
+class QuantizedWeight(DecodedFirst, WeightOperator):
     """W ~ diag(scale) (Q - zero_point), the codes stored at their bit width.
 
     Parameters
@@ -93,9 +94,14 @@ class QuantizedWeight(WeightOperator):
     Stored: the codes offset to unsigned (+ 2^(b-1) for symmetric), packed
     8 // b to a byte when b <= 4, else one per uint8 (b <= 8) or uint16;
     plus scale and zero point. ``nbytes`` counts exactly that.
+    ``method``: "decoded" (default) runs the weight dequantized once with the
+    dense kernels (:class:`sparseconv.dense.DecodedFirst`); "blocks"
+    dequantizes 256 rows at a time on every call and keeps nothing (no
+    cache, slower; its ``cost`` counts the C_out*K dequantizing products).
     """
 
     torch_module = "QuantConv2d"
+    methods = ("decoded", "blocks")
 
     activations = None  # float activations; IntegerInputWeight quantizes them
 
@@ -165,7 +171,7 @@ class QuantizedWeight(WeightOperator):
 
         return self._cached("vnni", make)
 
-    def _matmat(self, cols):
+    def _kernel_matmat(self, cols):
         cols = np.asarray(cols)
         ftype = np.result_type(cols.dtype, self.dtype)
         c_out = self.shape[0]
@@ -188,7 +194,7 @@ class QuantizedWeight(WeightOperator):
     def nbytes(self):
         return int(self.packed.nbytes + self.scale.nbytes + self.zero_point.nbytes)
 
-    def cost(self, n_cols):
+    def _kernel_cost(self, n_cols):
         c_out, k = self.shape
         n = int(n_cols)
         isz = self.dtype.itemsize
@@ -343,7 +349,7 @@ class IntegerInputWeight(NonlinearWeight):
         Its products are uint8 (offset activations, <= 255) x int8 (<= 127),
         so k * 255 * 127 must stay below 2^31 (k <= 66 311).
         """
-        return (_lowp.HAS_VNNI and self.weight._bound <= 127 and self.activations <= 8
+        return (_lowp.has_vnni() and self.weight._bound <= 127 and self.activations <= 8
                 and self.shape[1] * 255 * 127 <= np.iinfo(np.int32).max)
 
     def _conv2d(self, x, geom, bias, workspace, matmat=None):

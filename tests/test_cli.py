@@ -8,7 +8,7 @@ import pytest
 
 from sparseconv.cli import build_parser, main
 
-SUBCOMMANDS = [[], ["compare"], ["study"], ["figures"], ["train-default"], ["bench"], ["bench", "conv"],
+SUBCOMMANDS = [[], ["compare"], ["study"], ["figures"], ["info"], ["train-default"], ["bench"], ["bench", "conv"],
                ["bench", "sparse"], ["bench", "igc"], ["bench", "lowp"],
                ["bench", "torch"]]
 
@@ -98,7 +98,8 @@ def test_bench_lowp_runs(tmp_path, capsys):
     records = json.loads(path.read_text())["records"]
     assert [r["n"] for r in records] == [196]
     assert records[0]["failed"] == {}  # every contender matched its exact or float64 reference
-    assert {"XNOR-popcount (kernel)", "binary weights, float act.", "codebook k=16"} <= set(records[0]["median_s"])
+    assert {"XNOR-popcount (kernel)", "binary weights, float act. (decoded, default)",
+            "binary weights, float act. (add-only)", "codebook k=16 (accumulate)"} <= set(records[0]["median_s"])
 
 
 @pytest.mark.slow

@@ -121,7 +121,10 @@ def test_binary_storage_and_cost():
     assert op.nbytes < np.ones((64, 64, 3, 3), np.float32).nbytes / 30
     binary = sc.binarize(np.ones((64, 64, 3, 3), np.float32), activations="binary")
     assert binary.cost(10).bitops == 64 * 576 * 10
-    # float activations: no negative weights here, so per output only the subtraction and the scaling
+    assert op.cost(10).macs == 64 * 576 * 10  # by default it runs as its decoded weight
+    # the add-only kernel on float activations: no negative weights here, so per output only the
+    # subtraction and the scaling
+    op.method = "add-only"
     assert op.cost(10).mults == 64 * 10 and op.cost(10).adds == 575 * 10 + 64 * 10
 
 
@@ -212,9 +215,11 @@ def test_codebook(rng, kwargs):
     op = sc.kmeans_quantize(w, **kwargs)
     assert op.idx.max() < op.n_clusters and np.array_equal(op.idx, op._idx())
     cols = rng.standard_normal((45, 300)).astype(np.float32)
-    assert_close(op @ cols, op.to_dense() @ cols, np.float32)
     x = rng.standard_normal((2, 5, 8, 7)).astype(np.float32)
-    assert_close(sc.conv2d(x, op, padding=1), torch_conv2d(x, op.to_weight(), padding=1), np.float32)
+    for method in op.methods:  # decoded (default), accumulate
+        op.method = method
+        assert_close(op @ cols, op.to_dense() @ cols, np.float32)
+        assert_close(sc.conv2d(x, op, padding=1), torch_conv2d(x, op.to_weight(), padding=1), np.float32)
     assert op.cost(10).mults == 10 * op.n_clusters * 10
 
 
@@ -293,7 +298,7 @@ def test_non_finite_weights(fn, bad):
         fn(w)
 
 
-@pytest.mark.skipif(not _lowp.HAS_VNNI, reason="this CPU has no AVX512-VNNI (or the JIT is off)")
+@pytest.mark.skipif(not _lowp.has_vnni(), reason="this CPU has no AVX512-VNNI (or the JIT is off)")
 @pytest.mark.parametrize("c_out, k, n", [(10, 54, 300), (7, 45, 33), (256, 2304, 70)])
 def test_vnni_kernel_equals_the_portable_one(rng, monkeypatch, c_out, k, n):
     w = rng.standard_normal((c_out, k, 1, 1))
@@ -304,7 +309,8 @@ def test_vnni_kernel_equals_the_portable_one(rng, monkeypatch, c_out, k, n):
     xq, s = op.quantize_columns(cols)
     exact = op.codes @ xq.astype(np.int64)
     assert np.array_equal(fast, exact * (op.scale.astype(np.float64)[:, None] * s))
-    monkeypatch.setattr(_lowp, "HAS_VNNI", False)
+    monkeypatch.setenv("SPARSECONV_ISA", "avx2")  # the path a CPU without AVX-512 takes
+    assert not op._uses_vnni() and op.kernel == "portable"
     assert np.array_equal(op @ cols, fast)
 
 

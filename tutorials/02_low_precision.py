@@ -28,8 +28,13 @@ x = rng.standard_normal((4 if QUICK else 16, 64, 14, 14)).astype(np.float32)
 #
 # With the signs B fixed, the best scale is α = ⟨W, B⟩/⟨B, B⟩ = mean |w|
 # (per output channel). Then W @ x = α·(Σ_k ±x_k): each term is added or
-# subtracted, never multiplied. sparseconv's kernel computes
-# α·(Σ x − 2·Σ_{w<0} x), one addition per negative weight.
+# subtracted, never multiplied. sparseconv's add-only kernel computes
+# α·(Σ x − 2·Σ_{w<0} x), one addition per negative weight. By default
+# `conv2d` and `@` run the signs decoded once to floats with the dense
+# kernels instead (`binary.method` is `"decoded"`): on a CPU an FMA costs
+# what an addition costs, so the dense GEMM is faster. Set
+# `binary.method = "add-only"` to run the kernel that saves the
+# multiplications.
 
 # %%
 binary = sc.binarize(W)
@@ -37,6 +42,10 @@ print(f"alpha of the first 4 channels: {binary.alpha[:4].round(4)}")
 print(f"storage: {binary.nbytes:,} bytes vs {W.nbytes:,} (signs packed 64 to a word)")
 cols = sc.im2col(x[:1], 3, padding=1)
 assert np.allclose(binary @ cols, binary.to_dense() @ cols, atol=1e-3)
+for method in binary.methods:  # the cost model prices what runs
+    binary.method = method
+    print(f"method {method!r}: {binary.cost(1).mults:,} multiplications per column")
+binary.method = "decoded"
 print(f"weight error {sc.relative_error(binary, W):.3f}")
 
 # %% [markdown]
@@ -119,6 +128,7 @@ print("centroids:", np.sort(shared.codebook).round(3), "indices:", shared.idx)
 assert np.allclose(np.sort(shared.codebook), [-1.0, 0.99, 3.06])
 for k in (256, 16, 4):
     cb = sc.kmeans_quantize(W, n_clusters=k, per_channel=False)
+    cb.method = "accumulate"  # the kernel that adds into k bins first, then multiplies k times
     cost = cb.cost(1)
     print(f"k={k:3d}: {cb.nbytes:6,} bytes, {cost.mults} multiplications per column (dense: {64 * 576}), "
           f"weight error {sc.relative_error(cb, W):.4f}")
@@ -132,7 +142,9 @@ for k in (256, 16, 4):
 #   product integer arithmetic.
 # - k-means: k multiplications per output, log2(k) bits per weight.
 # - Saving multiplications is not saving time: on a CPU a float GEMM is so
-#   well blocked that the add-only kernels are slower (see tutorial 9).
+#   well blocked that the add-only kernels are slower (see tutorial 9), so
+#   weight-only operators run as their decoded weight unless you set
+#   `method` to their own kernel.
 #
 # ## Exercises
 #

@@ -23,6 +23,7 @@
 import numba
 import numpy as np
 
+from .. import _config
 from .._config import PARALLEL, SERIAL, jit
 from .sparse import _task
 
@@ -114,15 +115,9 @@ def codebook_gemm(idx, codebook, cols, out, tile, row_blocks):
 VNNI_ROWS, VNNI_COLS = 4, 32
 
 
-def _host_has_vnni():
-    if numba.config.DISABLE_JIT:
-        return False
-    import llvmlite.binding as llvm
-
-    return bool(llvm.get_host_cpu_features().get("avx512vnni", False))
-
-
-HAS_VNNI = _host_has_vnni()
+def has_vnni():
+    """Whether the VNNI path runs: the CPU has AVX512-VNNI and ``SPARSECONV_ISA`` allows AVX-512."""
+    return _config.has("avx512vnni")
 
 if numba.config.DISABLE_JIT:
 

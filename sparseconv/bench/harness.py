@@ -136,7 +136,8 @@ def environment():
     env = {
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "processor": platform.processor() or _cpu_model(),
+        "processor": sparseconv.system.cpu_model(),
+        "isa_level": sparseconv.system.info()["isa_level"],
         "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
@@ -168,12 +169,3 @@ def _numba_layer():
         return numba.config.THREADING_LAYER
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""

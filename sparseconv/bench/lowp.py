@@ -6,16 +6,22 @@ A 256 x 2304 weight (256 channels, 3x3) times 196 and 6272 im2col columns
 - the float32 GEMM: NumPy (OpenBLAS) and ``torch.mm``, the peers;
 - XNOR-popcount: the kernel alone on packed signs, and with the packing of
   the float columns (what ``activations="binary"`` does per call);
-- binary weights, float activations (additions and subtractions only);
+- binary weights, float activations: as run by default (decoded once to
+  floats, then the GEMM) and by the add-only kernel (additions and
+  subtractions only);
+- 4-bit weights, float activations, decoded once (the default);
 - int8 x int8 -> int32: the kernel alone on quantized operands (VNNI where
   the CPU has it, else the portable loop), and with the quantization of the
   float columns; ``torch._int_mm`` as the anchor where torch has it;
-- a 16-centroid codebook (bins, then 16 multiplications per output).
+- a 16-centroid codebook: decoded once (the default), and the
+  accumulate-then-multiply kernel (bins, then 16 multiplications per output).
 
 Each contender is checked against its own exact or float64 reference
 before it is timed. Ratios: float32 GEMM time / contender time (above 1 is
 faster than the GEMM).
 """
+
+import copy
 
 import numpy as np
 
@@ -60,9 +66,8 @@ def _contenders(w, x, torch):
     out += [Contender("XNOR-popcount (kernel)", xnor_kernel, "numba", tol=0, reference=exact_signs),
             Contender("XNOR-popcount + packing", lambda: binary @ x, "numba", tol=1e-6,
                       reference=exact_signs * binary.alpha[:, None])]
-    float_act = sparseconv.binarize(weight)
-    out.append(Contender("binary weights, float act.", lambda: float_act @ x, "numba",
-                         reference=float_act.to_dense().astype(np.float64) @ x))
+    out += _methods("binary weights, float act.", sparseconv.binarize(weight), x)
+    out += _methods("4-bit weights, float act.", sparseconv.quantize(weight, 4), x)
 
     quant = sparseconv.quantize(weight, 8, activations=8).calibrate(x)
     xq, s = quant.quantize_columns(x)
@@ -84,9 +89,22 @@ def _contenders(w, x, torch):
                                  tol=0, reference=exact_int.T))
         except RuntimeError:
             pass  # shapes or build it does not support
-    codebook = sparseconv.kmeans_quantize(weight, n_clusters=16, per_channel=False)
-    out.append(Contender("codebook k=16", lambda: codebook @ x, "numba",
-                         reference=codebook.to_dense().astype(np.float64) @ x))
+    out += _methods("codebook k=16", sparseconv.kmeans_quantize(weight, n_clusters=16, per_channel=False), x)
+    return out
+
+
+def _methods(name, op, x):
+    """One contender per method of a weight-only operator ("blocks", which only bounds memory, left out)."""
+    reference = op.to_dense().astype(np.float64) @ x
+    out = []
+    for method in op.methods:
+        if method == "blocks":
+            continue
+        each = copy.copy(op)  # the same stored arrays, its own method
+        each.method = method
+        label = f"{name} ({method}{', default' if method == op.methods[0] else ''})"
+        runtime = "openblas" if method == "decoded" else "numba"  # decoded: NumPy's GEMM on the decoded weight
+        out.append(Contender(label, lambda each=each: each @ x, runtime, reference=reference))
     return out
 
 

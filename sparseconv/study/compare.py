@@ -8,7 +8,7 @@ For each (family, budget) point the record holds what it stores
 the layer (``accuracy``, no retraining; ``accuracy_finetuned`` after a short
 fine-tune of that layer alone, when asked), and how fast its kernel runs
 (``time_s`` against ``dense_time_s`` of the dense conv2d on the same inputs,
-in the same run: ``speedup``; ``mac_reduction`` is the dense MACs over its,
+timed in turn with it: ``speedup``; ``mac_reduction`` is the dense MACs over its,
 counting bitops as 1/64 of a FLOP; ``storage_reduction`` the dense float32
 bytes over its bytes).
 Families are named as ``sparseconv.torch.from_conv``'s methods.
@@ -40,14 +40,21 @@ def sweep(kernel_shape, quick=False):
     return [(f.name, label, params) for f in sc.registry.families() for label, params in f.points(kernel_shape, quick)]
 
 
-def _median_time(fn, repeat):
-    fn()  # warm up (numba compiles on first call)
+def _median_times(fn, ref, repeat):
+    """Medians of ``repeat`` timings of ``fn`` and of ``ref``, taken in turn so that both see the same machine
+    (a shared machine's speed drifts between runs); each is called once first (numba compiles on first call)."""
+    fn()
+    ref()
     samples = []
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples))
+        pair = []
+        for f in (fn, ref):
+            start = time.perf_counter()
+            f()
+            pair.append(time.perf_counter() - start)
+        samples.append(pair)
+    t, t_ref = np.median(np.array(samples), axis=0)
+    return float(t), float(t_ref)
 
 
 def _rel(a, b):
@@ -255,8 +262,7 @@ def _sweep_layer(weight, inputs, inputs_name, geom, groups, quick, families=None
     # spinning after each call, and they would slow the numba kernels timed next (15x seen here).
     with threadpool_limits(limits=1, user_api="blas"):
         layer["reference"] = sc.conv2d(inputs, weight, groups=groups, **geom)
-        layer["dense_time"] = _median_time(lambda: sc.conv2d(layer["timing_x"], weight, groups=groups, **geom),
-                                           layer["repeat"])
+        layer["dense"] = lambda: sc.conv2d(layer["timing_x"], weight, groups=groups, **geom)
         layer["base_accuracy"] = accuracy(net, x_test, y_test) if net is not None else None
         for family, label, params in tqdm(points, desc=desc, disable=not progress, leave=network is None):
             records.append(_point(family, label, params, layer))
@@ -285,7 +291,7 @@ def _point(family, label, params, layer):
     if layer["grouped"] and macs > layer["dense_macs"]:
         return _skipped(family, label, params, f"costs {macs:,.0f} MACs per image, more than the grouped layer's "
                                                f"{layer['dense_macs']:,.0f}: no saving")
-    t = _median_time(lambda: sc.conv2d(layer["timing_x"], op, **geom), layer["repeat"])
+    t, t_dense = _median_times(lambda: sc.conv2d(layer["timing_x"], op, **geom), layer["dense"], layer["repeat"])
     rec = {"family": family, "label": label, "params": _plain(params),
            "num_params": int(op.num_params), "bytes": int(op.nbytes), "macs": float(cost.macs),
            "bitops": int(cost.bitops), "equivalent_flops": float(cost.equivalent_flops),
@@ -293,7 +299,7 @@ def _point(family, label, params, layer):
            "storage_reduction": float(layer["layer_bytes"] / op.nbytes),
            "weight_error": float(sc.relative_error(op, layer["weight"])),
            "output_error": _rel(sc.conv2d(layer["inputs"], op, **geom), layer["reference"]),
-           "time_s": t, "dense_time_s": layer["dense_time"], "speedup": layer["dense_time"] / t,
+           "time_s": t, "dense_time_s": t_dense, "speedup": t_dense / t,
            "inputs": layer["inputs_name"]}
     net = layer["net"]
     if net is not None:

@@ -476,7 +476,8 @@ def compare_model(model, inputs, layers=None, quick=False, families=None, progre
             continue
         macs = sc.conv_cost(layer.weight, (1,) + x.shape[1:], groups=layer.groups, **geom).macs
         scored = [r for r in recs if "skipped" not in r]
-        row.update(macs=float(macs), dense_time_s=scored[0]["dense_time_s"] if scored else None)
+        row.update(macs=float(macs), dense_time_s=float(np.median([r["dense_time_s"] for r in scored]))
+                   if scored else None)
         layer_rows.append(row)
         records += [{"layer": layer.name, **r} for r in recs]
     return {"model": net.description, "backend": net.backend, "inputs": list(images.shape),
