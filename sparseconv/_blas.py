@@ -20,7 +20,7 @@ there first, the OpenBLAS path is taken), and OpenBLAS is limited to one
 thread around each kernel call (see ``_threads``).
 
 Nothing happens at import: the library is found, loaded and set up the
-first time a kernel asks for a GEMM (:func:`backend`, :func:`gemm`), so
+first time a kernel asks for a GEMM (:func:`backend`, :func:`address`), so
 ``import sparseconv`` loads no MKL and changes no process-wide setting.
 
 The arrays here are row-major; BLAS is column-major. A row-major product
@@ -34,12 +34,14 @@ import glob
 import os
 import sys
 
+import numba
 import numpy as np
-from numba.extending import get_cython_function_address
+from llvmlite import ir
+from numba import types
+from numba.extending import get_cython_function_address, intrinsic
 
-from ._config import SERIAL_BLAS, jit
+from ._config import SERIAL, jit
 
-_GEMM_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
 _MKL_SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL in mkl_service.h
 
 
@@ -88,35 +90,59 @@ def backend():
     return _chosen()[0]
 
 
-def _make_gemm(fn, dtype):
-    @jit(**SERIAL_BLAS)
-    def gemm(m, n, k, a, lda, b, ldb, c, ldc, beta):
-        """``c[:m, :n] = a[:m, :k] @ b[:k, :n] + beta * c`` on flat row-major buffers.
+if numba.config.DISABLE_JIT:
 
-        ``a``, ``b`` and ``c`` are 1-D views whose first element is the
-        block's top-left entry; ``lda``, ``ldb``, ``ldc`` are row strides.
+    def _call_gemm(fn, *pointers):
+        """The call below through ctypes, for ``NUMBA_DISABLE_JIT=1`` (an intrinsic runs only in compiled code)."""
+        ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(fn)(*pointers)
+
+else:
+
+    @intrinsic
+    def _call_gemm(typingctx, fn, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12):
+        """Call the Fortran ``?gemm`` at address ``fn`` with 13 pointer arguments, all given as integers.
+
+        The address is an argument, not a constant of the compiled code, so
+        the kernels that call GEMM can be cached on disk like the others.
         """
-        ints = np.empty(6, np.int32)
-        ints[0] = n
-        ints[1] = m
-        ints[2] = k
-        ints[3] = ldb
-        ints[4] = lda
-        ints[5] = ldc
-        scal = np.empty(2, dtype)
-        scal[0] = 1.0
-        scal[1] = beta
-        trans = np.empty(1, np.uint8)
-        trans[0] = 78  # 'N'
-        fn(trans.ctypes, trans.ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
-           scal[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes,
-           scal[1:].ctypes, c.ctypes, ints[5:].ctypes)
+        sig = types.void(fn, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12)
 
-    return gemm
+        def codegen(context, builder, signature, args):
+            ptr = ir.IntType(8).as_pointer()
+            fnty = ir.FunctionType(ir.VoidType(), [ptr] * 13)
+            target = builder.inttoptr(args[0], fnty.as_pointer())
+            builder.call(target, [builder.inttoptr(v, ptr) for v in args[1:]])
+            return context.get_dummy_value()
+
+        return sig, codegen
 
 
-@functools.cache
-def gemm(dtype):
-    """The numba-callable GEMM for float32 or float64 columns, bound to :func:`backend`'s library."""
-    address = _chosen()[1][0 if np.dtype(dtype) == np.float32 else 1]
-    return _make_gemm(_GEMM_PROTO(address), np.dtype(dtype).type)
+@jit(**SERIAL)
+def gemm(fn, m, n, k, a, lda, b, ldb, c, ldc, beta):
+    """``c[:m, :n] = a[:m, :k] @ b[:k, :n] + beta * c`` on flat row-major buffers, by the GEMM at ``fn``.
+
+    ``fn`` is :func:`address`'s integer for the buffers' dtype; ``a``, ``b``
+    and ``c`` are 1-D views whose first element is the block's top-left
+    entry; ``lda``, ``ldb``, ``ldc`` are row strides.
+    """
+    ints = np.empty(6, np.int32)  # n, m, k, ldb, lda, ldc: Fortran passes every argument by address
+    ints[0] = n
+    ints[1] = m
+    ints[2] = k
+    ints[3] = ldb
+    ints[4] = lda
+    ints[5] = ldc
+    scal = np.empty(2, c.dtype)  # alpha, beta
+    scal[0] = 1.0
+    scal[1] = beta
+    trans = np.empty(1, np.uint8)
+    trans[0] = 78  # 'N'
+    ip, sp, tp = ints.ctypes.data, scal.ctypes.data, trans.ctypes.data
+    _call_gemm(fn, tp, tp, ip, ip + 4, ip + 8, sp, b.ctypes.data, ip + 12, a.ctypes.data, ip + 16,
+               sp + scal.itemsize, c.ctypes.data, ip + 20)
+    return ints[0] + trans[0]  # the buffers are used after the call, so they live through it
+
+
+def address(dtype):
+    """The address of :func:`backend`'s ``sgemm`` (float32) or ``dgemm`` (float64), for :func:`gemm`."""
+    return _chosen()[1][0 if np.dtype(dtype) == np.float32 else 1]

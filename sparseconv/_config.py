@@ -5,10 +5,10 @@
 arithmetic) but *not* ``nnan``/``ninf``: NaN and inf in the data must
 propagate exactly as they do in torch.
 
-``cache`` is on only for kernels whose machine code depends on nothing but
-their arguments. Kernels that call BLAS through a function pointer are never
-cached: the pointer is a per-process address that numba would bake into the
-cached code.
+``cache`` is on for every kernel: its machine code depends on nothing but
+its arguments. The kernels that call BLAS take the GEMM's address as an
+argument (:func:`sparseconv._blas.gemm`) rather than baking that
+per-process address into the compiled code, so they are cached too.
 
 Cached kernels live in :func:`cache_dir`, never beside the source. numba's
 default puts them in the package's ``__pycache__``, where pip does not know
@@ -31,10 +31,6 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 SERIAL = dict(nogil=True, cache=True, fastmath=FASTMATH)
 #: flags of a parallel kernel that may be cached on disk
 PARALLEL = dict(nogil=True, cache=True, parallel=True, fastmath=FASTMATH)
-#: flags of a serial kernel that calls BLAS through a pointer (not cacheable)
-SERIAL_BLAS = dict(nogil=True, cache=False, fastmath=FASTMATH)
-#: flags of a parallel kernel that calls BLAS through a pointer (not cacheable)
-PARALLEL_BLAS = dict(nogil=True, cache=False, parallel=True, fastmath=FASTMATH)
 
 
 def cache_dir():

@@ -39,7 +39,7 @@ import numba
 import numpy as np
 
 from .. import _blas
-from .._config import PARALLEL, PARALLEL_BLAS, SERIAL, jit
+from .._config import PARALLEL, SERIAL, jit
 from .im2col import im2col_tile
 
 
@@ -191,204 +191,202 @@ def conv_direct_shifted(x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, 
                 _add(out[n, o, oh], acc[oh * wp:], 0)
 
 
-def _make_kernels(gemm):
-    @jit(**PARALLEL_BLAS)
-    def conv_im2col(x, w, bias, out, ws_cols, ws_out, groups, tile, m_blocks,
-                    kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
-        """out (N, C_out, P) = grouped conv of x (N, C_in, H, W) by w (C_out, Kg) + bias.
+@jit(**PARALLEL)
+def conv_im2col(fn, x, w, bias, out, ws_cols, ws_out, groups, tile, m_blocks,
+                kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
+    """out (N, C_out, P) = grouped conv of x (N, C_in, H, W) by w (C_out, Kg) + bias.
 
-        ws_cols: (n_threads, >= C_in*kh*kw*tile), ws_out: (n_threads, >= m_block*tile),
-        one slab per numba thread.
-        ``bias`` has length C_out (zeros when there is none).
-        """
-        n_img = x.shape[0]
-        c_in = x.shape[1]
-        c_out = w.shape[0]
-        k_g = w.shape[1]
-        kk = kh * kw
-        p_img = h_out * w_out
-        total = n_img * p_img
-        n_tasks = (total + tile - 1) // tile * m_blocks
-        cin_g = c_in // groups
-        cout_g = c_out // groups
-        m_block = (c_out + m_blocks - 1) // m_blocks
-        w_flat = w.ravel()
-        for task in numba.prange(n_tasks):
-            thread = numba.get_thread_id()
-            cols = ws_cols[thread]
-            res = ws_out[thread]
-            tile_i = task // m_blocks
-            m0 = (task - tile_i * m_blocks) * m_block
-            m1 = min(m0 + m_block, c_out)
-            if m0 < m1:
-                q0 = tile_i * tile
-                q1 = min(q0 + tile, total)
-                n_cols = q1 - q0
-                g0 = m0 // cout_g
-                g1 = (m1 - 1) // cout_g + 1
-                rows = (g1 - g0) * cin_g * kk
-                cols2d = cols[:rows * n_cols].reshape((rows, n_cols))  # (C_in_used*kH*kW, T)
-                im2col_tile(x, cols2d, q0, q1, g0 * cin_g, g1 * cin_g,
-                            kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out)
-                for g in range(g0, g1):
-                    ma = max(m0, g * cout_g)
-                    mb = min(m1, (g + 1) * cout_g)
-                    gemm(mb - ma, n_cols, k_g, w_flat[ma * k_g:], k_g,
-                         cols[(g - g0) * k_g * n_cols:], n_cols,
-                         res[(ma - m0) * n_cols:], n_cols, 0.0)
-                _scatter(res, n_cols, out, bias, m0, m1, q0, q1, p_img)
-
-    @jit(**PARALLEL_BLAS)
-    def conv_shifted(x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks,
-                     kh, kw, dh, dw, top, left, wp, h_out, w_out, in_place):
-        """Stride-1 grouped conv by shifted GEMMs on zero-padded input bands.
-
-        wt: (kH*kW, C_out, C_in/groups), the weight with its taps first (see
-        :func:`taps_first`). out: (N, C_out, h_out*w_out). Tasks are (image,
-        band of ``band`` output rows, block of output channels). A task pads
-        the input rows its band reads into ``ws_in`` (its thread's slab:
-        (C_in_used, rows + (kH-1)*dH, wp) plus a tail), where they stay in
-        cache, then sums kH*kW GEMMs reading them in place; ``ws_out`` holds
-        the (m_block, rows*wp) product. With ``in_place`` (a 1x1 kernel, no
-        padding) the GEMMs read x itself.
-        """
-        n_img, c_in, height, width = x.shape
-        c_out = out.shape[1]
-        cin_g = wt.shape[2]
-        cout_g = c_out // groups
-        n_bands = (h_out + band - 1) // band
-        n_tasks = n_img * n_bands * m_blocks
-        m_block = (c_out + m_blocks - 1) // m_blocks
-        w_flat = wt.ravel()
-        x_flat = x.ravel()
-        span = (kh - 1) * dh
-        for task in numba.prange(n_tasks):
-            thread = numba.get_thread_id()
-            buf = ws_in[thread]
-            res = ws_out[thread]
-            mb_i = task % m_blocks
-            rest = task // m_blocks
-            band_i = rest % n_bands
-            n = rest // n_bands
-            m0 = mb_i * m_block
-            m1 = min(m0 + m_block, c_out)
-            oh0 = band_i * band
-            rows = min(band, h_out - oh0)
-            n_cols = rows * wp
+    ws_cols: (n_threads, >= C_in*kh*kw*tile), ws_out: (n_threads, >= m_block*tile),
+    one slab per numba thread.
+    ``bias`` has length C_out (zeros when there is none).
+    """
+    n_img = x.shape[0]
+    c_in = x.shape[1]
+    c_out = w.shape[0]
+    k_g = w.shape[1]
+    kk = kh * kw
+    p_img = h_out * w_out
+    total = n_img * p_img
+    n_tasks = (total + tile - 1) // tile * m_blocks
+    cin_g = c_in // groups
+    cout_g = c_out // groups
+    m_block = (c_out + m_blocks - 1) // m_blocks
+    w_flat = w.ravel()
+    for task in numba.prange(n_tasks):
+        thread = numba.get_thread_id()
+        cols = ws_cols[thread]
+        res = ws_out[thread]
+        tile_i = task // m_blocks
+        m0 = (task - tile_i * m_blocks) * m_block
+        m1 = min(m0 + m_block, c_out)
+        if m0 < m1:
+            q0 = tile_i * tile
+            q1 = min(q0 + tile, total)
+            n_cols = q1 - q0
             g0 = m0 // cout_g
             g1 = (m1 - 1) // cout_g + 1
-            if m0 >= m1:
-                g1 = g0
-            plane = (rows + span) * wp
-            if not in_place:
-                _pad_band(x, n, g0 * cin_g, g1 * cin_g, oh0, rows + span, top, left, wp, buf)
-                tail = (g1 - g0) * cin_g * plane
-                _fill(buf[tail:tail + (kw - 1) * dw], 0)
+            rows = (g1 - g0) * cin_g * kk
+            cols2d = cols[:rows * n_cols].reshape((rows, n_cols))  # (C_in_used*kH*kW, T)
+            im2col_tile(x, cols2d, q0, q1, g0 * cin_g, g1 * cin_g,
+                        kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out)
             for g in range(g0, g1):
                 ma = max(m0, g * cout_g)
                 mb = min(m1, (g + 1) * cout_g)
-                for i in range(kh):
-                    for j in range(kw):
-                        tap = i * kw + j
-                        if in_place:
-                            b_view = x_flat[((n * groups + g) * cin_g * height + oh0) * width:]
-                            ld = height * width
-                        else:
-                            b_view = buf[(g - g0) * cin_g * plane + i * dh * wp + j * dw:]
-                            ld = plane
-                        gemm(mb - ma, n_cols, cin_g,
-                             w_flat[(tap * c_out + ma) * cin_g:], cin_g,
-                             b_view, ld,
-                             res[(ma - m0) * n_cols:], n_cols,
-                             0.0 if tap == 0 else 1.0)
-            for m in range(m0, m1):
-                for r in range(rows):
-                    d = (oh0 + r) * w_out
-                    _add(out[n, m, d:d + w_out], res[(m - m0) * n_cols + r * wp:], bias[m])
+                _blas.gemm(fn, mb - ma, n_cols, k_g, w_flat[ma * k_g:], k_g,
+                           cols[(g - g0) * k_g * n_cols:], n_cols,
+                           res[(ma - m0) * n_cols:], n_cols, 0.0)
+            _scatter(res, n_cols, out, bias, m0, m1, q0, q1, p_img)
 
-    @jit(**PARALLEL_BLAS)
-    def igc_secondary(y, wd, bias, out, tile):
-        """out = P^T W_d P y for an IGCV1's 1x1 secondary group conv, the permutations folded into strides.
+@jit(**PARALLEL)
+def conv_shifted(fn, x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks,
+                 kh, kw, dh, dw, top, left, wp, h_out, w_out, in_place):
+    """Stride-1 grouped conv by shifted GEMMs on zero-padded input bands.
 
-        y, out: (N, G, P) with G = L*M; wd: (M, L, L). Secondary group m
-        reads channels l*M + m (l = 0..L-1) and writes the same channels
-        back, so its rows sit M*P apart: one GEMM per (image, group, column
-        tile) with that leading dimension, and no copy for either permutation.
-        """
-        n_img, g_ch, p_img = y.shape
-        m_groups, lg = wd.shape[0], wd.shape[1]
-        n_tiles = (p_img + tile - 1) // tile
-        y_flat = y.ravel()
-        o_flat = out.ravel()
-        w_flat = wd.ravel()
-        for task in numba.prange(n_img * m_groups * n_tiles):
-            t = task % n_tiles
-            rest = task // n_tiles
-            m = rest % m_groups
-            n = rest // m_groups
-            c0 = t * tile
-            cols = min(tile, p_img - c0)
-            base = (n * g_ch + m) * p_img + c0
-            gemm(lg, cols, lg, w_flat[m * lg * lg:], lg, y_flat[base:], m_groups * p_img,
-                 o_flat[base:], m_groups * p_img, 0.0)
-            for l_ in range(lg):
-                _add(o_flat[base + l_ * m_groups * p_img:base + l_ * m_groups * p_img + cols],
-                     o_flat[base + l_ * m_groups * p_img:], bias[l_ * m_groups + m])
+    wt: (kH*kW, C_out, C_in/groups), the weight with its taps first (see
+    :func:`taps_first`). out: (N, C_out, h_out*w_out). Tasks are (image,
+    band of ``band`` output rows, block of output channels). A task pads
+    the input rows its band reads into ``ws_in`` (its thread's slab:
+    (C_in_used, rows + (kH-1)*dH, wp) plus a tail), where they stay in
+    cache, then sums kH*kW GEMMs reading them in place; ``ws_out`` holds
+    the (m_block, rows*wp) product. With ``in_place`` (a 1x1 kernel, no
+    padding) the GEMMs read x itself.
+    """
+    n_img, c_in, height, width = x.shape
+    c_out = out.shape[1]
+    cin_g = wt.shape[2]
+    cout_g = c_out // groups
+    n_bands = (h_out + band - 1) // band
+    n_tasks = n_img * n_bands * m_blocks
+    m_block = (c_out + m_blocks - 1) // m_blocks
+    w_flat = wt.ravel()
+    x_flat = x.ravel()
+    span = (kh - 1) * dh
+    for task in numba.prange(n_tasks):
+        thread = numba.get_thread_id()
+        buf = ws_in[thread]
+        res = ws_out[thread]
+        mb_i = task % m_blocks
+        rest = task // m_blocks
+        band_i = rest % n_bands
+        n = rest // n_bands
+        m0 = mb_i * m_block
+        m1 = min(m0 + m_block, c_out)
+        oh0 = band_i * band
+        rows = min(band, h_out - oh0)
+        n_cols = rows * wp
+        g0 = m0 // cout_g
+        g1 = (m1 - 1) // cout_g + 1
+        if m0 >= m1:
+            g1 = g0
+        plane = (rows + span) * wp
+        if not in_place:
+            _pad_band(x, n, g0 * cin_g, g1 * cin_g, oh0, rows + span, top, left, wp, buf)
+            tail = (g1 - g0) * cin_g * plane
+            _fill(buf[tail:tail + (kw - 1) * dw], 0)
+        for g in range(g0, g1):
+            ma = max(m0, g * cout_g)
+            mb = min(m1, (g + 1) * cout_g)
+            for i in range(kh):
+                for j in range(kw):
+                    tap = i * kw + j
+                    if in_place:
+                        b_view = x_flat[((n * groups + g) * cin_g * height + oh0) * width:]
+                        ld = height * width
+                    else:
+                        b_view = buf[(g - g0) * cin_g * plane + i * dh * wp + j * dw:]
+                        ld = plane
+                    _blas.gemm(fn, mb - ma, n_cols, cin_g,
+                               w_flat[(tap * c_out + ma) * cin_g:], cin_g,
+                               b_view, ld,
+                               res[(ma - m0) * n_cols:], n_cols,
+                               0.0 if tap == 0 else 1.0)
+        for m in range(m0, m1):
+            for r in range(rows):
+                d = (oh0 + r) * w_out
+                _add(out[n, m, d:d + w_out], res[(m - m0) * n_cols + r * wp:], bias[m])
 
-    @jit(**PARALLEL_BLAS)
-    def igc_fused(x, wt, wd, bias, out, ws_in, ws_mid, ws_res, band, kh, kw, dh, dw, top, left, wp, h_out,
-                  w_out):
-        """Stride-1 IGCV1 in one pass per band: primary group conv, secondary 1x1 group conv, both shuffles.
+@jit(**PARALLEL)
+def igc_secondary(fn, y, wd, bias, out, tile):
+    """out = P^T W_d P y for an IGCV1's 1x1 secondary group conv, the permutations folded into strides.
 
-        x (N, G, H, W); wt (kH*kW, G, M), the primary weight taps first; wd
-        (M, L, L); out (N, G, h_out*w_out). Per task (image, band of output
-        rows) a thread pads the band's input rows (all G channels) into
-        ``ws_in``, runs the primary as kH*kW shifted GEMMs per group into
-        ``ws_mid`` (G, rows*wp), then the secondary straight from it: group m
-        reads rows l*M + m and writes rows l*M + m of ``ws_res``, both with
-        leading dimension M*rows*wp, so neither permutation is a copy; last,
-        the valid columns go to ``out``. The primary's output never leaves
-        the core's cache.
-        """
-        n_img, g_ch = x.shape[0], x.shape[1]
-        m_ch = wt.shape[2]
-        l_ch = g_ch // m_ch
-        n_bands = (h_out + band - 1) // band
-        w_flat = wt.ravel()
-        d_flat = wd.ravel()
-        span = (kh - 1) * dh
-        for task in numba.prange(n_img * n_bands):
-            thread = numba.get_thread_id()
-            buf = ws_in[thread]
-            mid = ws_mid[thread]
-            res = ws_res[thread]
-            band_i = task % n_bands
-            n = task // n_bands
-            oh0 = band_i * band
-            rows = min(band, h_out - oh0)
-            n_cols = rows * wp
-            plane = (rows + span) * wp
-            _pad_band(x, n, 0, g_ch, oh0, rows + span, top, left, wp, buf)
-            _fill(buf[g_ch * plane:g_ch * plane + (kw - 1) * dw], 0)
-            for g in range(l_ch):
-                for i in range(kh):
-                    for j in range(kw):
-                        tap = i * kw + j
-                        gemm(m_ch, n_cols, m_ch, w_flat[(tap * g_ch + g * m_ch) * m_ch:], m_ch,
-                             buf[g * m_ch * plane + i * dh * wp + j * dw:], plane,
-                             mid[g * m_ch * n_cols:], n_cols, 0.0 if tap == 0 else 1.0)
-            for m in range(m_ch):
-                gemm(l_ch, n_cols, l_ch, d_flat[m * l_ch * l_ch:], l_ch, mid[m * n_cols:], m_ch * n_cols,
-                     res[m * n_cols:], m_ch * n_cols, 0.0)
-            for ch in range(g_ch):
-                for r in range(rows):
-                    d = (oh0 + r) * w_out
-                    _add(out[n, ch, d:d + w_out], res[ch * n_cols + r * wp:], bias[ch])
+    y, out: (N, G, P) with G = L*M; wd: (M, L, L). Secondary group m
+    reads channels l*M + m (l = 0..L-1) and writes the same channels
+    back, so its rows sit M*P apart: one GEMM per (image, group, column
+    tile) with that leading dimension, and no copy for either permutation.
+    """
+    n_img, g_ch, p_img = y.shape
+    m_groups, lg = wd.shape[0], wd.shape[1]
+    n_tiles = (p_img + tile - 1) // tile
+    y_flat = y.ravel()
+    o_flat = out.ravel()
+    w_flat = wd.ravel()
+    for task in numba.prange(n_img * m_groups * n_tiles):
+        t = task % n_tiles
+        rest = task // n_tiles
+        m = rest % m_groups
+        n = rest // m_groups
+        c0 = t * tile
+        cols = min(tile, p_img - c0)
+        base = (n * g_ch + m) * p_img + c0
+        _blas.gemm(fn, lg, cols, lg, w_flat[m * lg * lg:], lg, y_flat[base:], m_groups * p_img,
+                   o_flat[base:], m_groups * p_img, 0.0)
+        for l_ in range(lg):
+            _add(o_flat[base + l_ * m_groups * p_img:base + l_ * m_groups * p_img + cols],
+                 o_flat[base + l_ * m_groups * p_img:], bias[l_ * m_groups + m])
 
-    return conv_im2col, conv_shifted, igc_secondary, igc_fused
+@jit(**PARALLEL)
+def igc_fused(fn, x, wt, wd, bias, out, ws_in, ws_mid, ws_res, band, kh, kw, dh, dw, top, left, wp, h_out,
+              w_out):
+    """Stride-1 IGCV1 in one pass per band: primary group conv, secondary 1x1 group conv, both shuffles.
+
+    x (N, G, H, W); wt (kH*kW, G, M), the primary weight taps first; wd
+    (M, L, L); out (N, G, h_out*w_out). Per task (image, band of output
+    rows) a thread pads the band's input rows (all G channels) into
+    ``ws_in``, runs the primary as kH*kW shifted GEMMs per group into
+    ``ws_mid`` (G, rows*wp), then the secondary straight from it: group m
+    reads rows l*M + m and writes rows l*M + m of ``ws_res``, both with
+    leading dimension M*rows*wp, so neither permutation is a copy; last,
+    the valid columns go to ``out``. The primary's output never leaves
+    the core's cache.
+    """
+    n_img, g_ch = x.shape[0], x.shape[1]
+    m_ch = wt.shape[2]
+    l_ch = g_ch // m_ch
+    n_bands = (h_out + band - 1) // band
+    w_flat = wt.ravel()
+    d_flat = wd.ravel()
+    span = (kh - 1) * dh
+    for task in numba.prange(n_img * n_bands):
+        thread = numba.get_thread_id()
+        buf = ws_in[thread]
+        mid = ws_mid[thread]
+        res = ws_res[thread]
+        band_i = task % n_bands
+        n = task // n_bands
+        oh0 = band_i * band
+        rows = min(band, h_out - oh0)
+        n_cols = rows * wp
+        plane = (rows + span) * wp
+        _pad_band(x, n, 0, g_ch, oh0, rows + span, top, left, wp, buf)
+        _fill(buf[g_ch * plane:g_ch * plane + (kw - 1) * dw], 0)
+        for g in range(l_ch):
+            for i in range(kh):
+                for j in range(kw):
+                    tap = i * kw + j
+                    _blas.gemm(fn, m_ch, n_cols, m_ch, w_flat[(tap * g_ch + g * m_ch) * m_ch:], m_ch,
+                               buf[g * m_ch * plane + i * dh * wp + j * dw:], plane,
+                               mid[g * m_ch * n_cols:], n_cols, 0.0 if tap == 0 else 1.0)
+        for m in range(m_ch):
+            _blas.gemm(fn, l_ch, n_cols, l_ch, d_flat[m * l_ch * l_ch:], l_ch, mid[m * n_cols:], m_ch * n_cols,
+                       res[m * n_cols:], m_ch * n_cols, 0.0)
+        for ch in range(g_ch):
+            for r in range(rows):
+                d = (oh0 + r) * w_out
+                _add(out[n, ch, d:d + w_out], res[ch * n_cols + r * wp:], bias[ch])
 
 
-@functools.cache
 def blas_kernels(dtype):
-    """(conv_im2col, conv_shifted, igc_secondary, igc_fused) for float32 or float64, made on first use."""
-    return _make_kernels(_blas.gemm(dtype))
+    """(conv_im2col, conv_shifted, igc_secondary, igc_fused), each with the GEMM for float32 or float64 columns
+    bound as its first argument (:func:`sparseconv._blas.address`)."""
+    fn = _blas.address(dtype)
+    return tuple(functools.partial(kernel, fn) for kernel in (conv_im2col, conv_shifted, igc_secondary, igc_fused))
