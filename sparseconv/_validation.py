@@ -42,13 +42,18 @@ def positive_int(value, name):
 
 
 def choice(value, name, choices):
-    """``value`` if it is one of ``choices``: a value of another type is a TypeError, another value a ValueError."""
+    """``value`` if it is one of ``choices``: a value of another type is a TypeError, another value a ValueError.
+
+    Among int choices a NumPy integer is an int and a bool is not (``True == 1``).
+    """
     if value is None:
         if any(c is None for c in choices):
             return None
         raise TypeError(f"{name} must be one of {list(choices)}, got None")
     kinds = tuple({type(c) for c in choices if c is not None})
-    if not isinstance(value, kinds):
+    kinds += (np.integer,) if int in kinds else ()
+    is_bool = isinstance(value, (bool, np.bool_))
+    if not isinstance(value, kinds) or (is_bool and bool not in kinds):
         raise TypeError(f"{name} must be one of {list(choices)}, got {type(value).__name__} {value!r}")
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")

@@ -279,11 +279,7 @@ def binarize(weight, scale="channel", activations=None, activation_scale=True):
     """
     weight = as_weight(weight)
     choice(scale, "scale", SCALES)
-    if isinstance(activations, (bool, np.bool_)) or not (activations is None or isinstance(
-            activations, (str, int, np.integer))):
-        raise TypeError(f"activations must be None, 1, 'float' or 'binary', got {activations!r}")
-    if activations not in ACTIVATIONS:
-        raise ValueError(f"activations must be None, 1, 'float' or 'binary', got {activations!r}")
+    choice(activations, "activations", ACTIVATIONS)
     if not np.all(np.isfinite(weight)):
         raise ValueError("weight must be finite (no NaN or inf) to binarize")
     c_out = weight.shape[0]

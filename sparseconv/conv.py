@@ -5,7 +5,6 @@ flipped); ``conv2d`` follows ``torch.nn.functional.conv2d`` exactly,
 including its argument names and grouped-weight layout.
 """
 
-
 import numba
 import numpy as np
 
@@ -179,9 +178,8 @@ def _im2col_tiles(x, weight, bias, out, geom, groups, workspace, n_threads):
             )
     ws_cols = np.empty((n_threads, k * tile), x.dtype)
     ws_out = np.empty((n_threads, m_block * tile), x.dtype)
-    kernel = _conv.blas_kernels(x.dtype.type)[0]
-    kernel(x, weight.reshape(c_out, -1), bias, out, ws_cols, ws_out, groups, tile, m_blocks,
-           *geom.kernel_args)
+    _conv.conv_im2col(_blas.address(x.dtype), x, weight.reshape(c_out, -1), bias, out, ws_cols, ws_out, groups,
+                      tile, m_blocks, *geom.kernel_args)
 
 
 def tap_major(weight):
@@ -224,8 +222,7 @@ def _shifted(x, weight, taps, bias, out, geom, groups, workspace, n_threads):
     wt = tap_major(weight) if taps is None else taps  # (kH*kW, C_out, C_in/groups)
     ws_in = np.empty((n_threads, band_in), x.dtype)
     ws_out = np.empty((n_threads, m_block * band * wp), x.dtype)
-    kernel = _conv.blas_kernels(x.dtype.type)[1]
-    kernel(x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks, geom.kh, geom.kw,
-           geom.dh, geom.dw, geom.top, geom.left, wp, geom.h_out, geom.w_out, in_place)
+    _conv.conv_shifted(_blas.address(x.dtype), x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks, geom.kh,
+                       geom.kw, geom.dh, geom.dw, geom.top, geom.left, wp, geom.h_out, geom.w_out, in_place)
     return True
 

@@ -94,6 +94,7 @@ class IGCV1(ProductWeight):
         """Primary group conv by the dense kernels, then the secondary with both permutations as strides."""
         import numba
 
+        from . import _blas
         from ._kernels import conv as _conv
         from ._threads import blas_single_threaded
 
@@ -107,15 +108,16 @@ class IGCV1(ProductWeight):
         out = np.empty_like(y)
         blocks = np.ascontiguousarray(self.secondary.weight.reshape(self.M, self.L, self.L), dtype=x.dtype)
         bias = np.zeros(g, x.dtype) if bias is None else bias
-        kernel = _conv.blas_kernels(x.dtype.type)[2]
         with blas_single_threaded(), numba.parallel_chunksize(1):
-            kernel(y.reshape(n_img, g, p_img), blocks, bias, out.reshape(n_img, g, p_img), _SECONDARY_TILE)
+            _conv.igc_secondary(_blas.address(x.dtype), y.reshape(n_img, g, p_img), blocks, bias,
+                                out.reshape(n_img, g, p_img), _SECONDARY_TILE)
         return out
 
     def _fused(self, x, geom, bias, workspace):
         """``_conv.igc_fused`` (stride 1) when its per-thread buffers fit the workspace; else None."""
         import numba
 
+        from . import _blas
         from ._kernels import conv as _conv
         from ._threads import blas_single_threaded
         from .conv import tap_major
@@ -133,10 +135,9 @@ class IGCV1(ProductWeight):
         out = np.empty((n_img, g, geom.h_out * geom.w_out), x.dtype)  # (N, G, H_out*W_out)
         bias = np.zeros(g, x.dtype) if bias is None else bias
         ws = [np.empty((n_threads, size), x.dtype) for size in sizes]
-        kernel = _conv.blas_kernels(x.dtype.type)[3]
         with blas_single_threaded(), numba.parallel_chunksize(1):
-            kernel(x, wt, wd, bias, out, *ws, band, geom.kh, geom.kw, geom.dh, geom.dw, geom.top, geom.left, wp,
-                   geom.h_out, geom.w_out)
+            _conv.igc_fused(_blas.address(x.dtype), x, wt, wd, bias, out, *ws, band, geom.kh, geom.kw, geom.dh,
+                            geom.dw, geom.top, geom.left, wp, geom.h_out, geom.w_out)
         return out.reshape(n_img, g, geom.h_out, geom.w_out)
 
     def _fused_sizes(self, x_shape, geom):

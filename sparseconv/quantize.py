@@ -96,8 +96,9 @@ class QuantizedWeight(DecodedFirst, WeightOperator):
     plus scale and zero point. ``nbytes`` counts exactly that.
     ``method``: "decoded" (default) runs the weight dequantized once with the
     dense kernels (:class:`sparseconv.dense.DecodedFirst`); "blocks"
-    dequantizes 256 rows at a time on every call and keeps nothing (no
-    cache, slower; its ``cost`` counts the C_out*K dequantizing products).
+    dequantizes 256 rows at a time on every call and keeps no float copy
+    (only the unpacked integer codes; slower; its ``cost`` counts the
+    C_out*K dequantizing products).
     """
 
     torch_module = "QuantConv2d"
@@ -403,7 +404,8 @@ def quantize(weight, bits=8, scheme="symmetric", per_channel=True, activations=N
     per_channel : bool
         One scale (and zero point) per output channel, or one for the tensor.
     activations : None or int, 2..16
-        None: float activations, the weight dequantized on the fly. An int:
+        None: float activations (the weight dequantized once, see
+        :class:`QuantizedWeight`'s ``method``). An int:
         the columns are quantized to that many bits and the kernel is
         integer multiply-accumulate (see :meth:`QuantizedWeight.calibrate`).
 

@@ -276,7 +276,7 @@ W = np.ones((4, 2, 3, 3))
     (lambda: sc.quantize(W, activations=1), "activations must be an int from 2 to 16"),
     (lambda: sc.quantize(W).calibrate(W), "calibrate needs an operator with integer activations"),
     (lambda: sc.binarize(W, scale="row"), "scale must be one of"),
-    (lambda: sc.binarize(W, activations="int"), "activations must be None, 1, 'float' or 'binary'"),
+    (lambda: sc.binarize(W, activations="int"), r"activations must be one of \[None, 1, 'float', 'binary'\]"),
     (lambda: sc.kmeans_quantize(W, n_clusters=0), "n_clusters must be an int from 1"),
     (lambda: sc.kmeans_quantize(W, n_clusters=73), "n_clusters must be an int from 1"),
     (lambda: sc.kmeans_quantize(W, n_clusters=19, per_channel=True), "n_clusters must be an int from 1"),

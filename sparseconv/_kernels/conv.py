@@ -33,8 +33,6 @@ slowed by a busy neighbour does not hold the others back; each thread works
 in the workspace slab of its ``numba.get_thread_id()``.
 """
 
-import functools
-
 import numba
 import numpy as np
 
@@ -384,9 +382,3 @@ def igc_fused(fn, x, wt, wd, bias, out, ws_in, ws_mid, ws_res, band, kh, kw, dh,
                 d = (oh0 + r) * w_out
                 _add(out[n, ch, d:d + w_out], res[ch * n_cols + r * wp:], bias[ch])
 
-
-def blas_kernels(dtype):
-    """(conv_im2col, conv_shifted, igc_secondary, igc_fused), each with the GEMM for float32 or float64 columns
-    bound as its first argument (:func:`sparseconv._blas.address`)."""
-    fn = _blas.address(dtype)
-    return tuple(functools.partial(kernel, fn) for kernel in (conv_im2col, conv_shifted, igc_secondary, igc_fused))

@@ -133,18 +133,19 @@ def environment():
 
     import sparseconv
 
+    system = sparseconv.system.info()
     env = {
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "processor": sparseconv.system.cpu_model(),
-        "isa_level": sparseconv.system.info()["isa_level"],
+        "processor": system["cpu"],
+        "isa_level": system["isa_level"],
         "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "numba": numba.__version__,
         "numba_threads": numba.get_num_threads(),
         "numba_threading_layer": _numba_layer(),
-        "gemm_backend": sparseconv.system.info()["gemm_backend"],
+        "gemm_backend": system["gemm_backend"],
         "blas": [{k: lib.get(k) for k in ("internal_api", "prefix", "version", "num_threads", "architecture")}
                  for lib in threadpool_info()],
         "env": {k: os.environ[k] for k in sorted(os.environ)

@@ -355,7 +355,7 @@ def _backend(model):
         return _Onnx(model)
     if type(model).__module__.startswith("onnx"):
         return _Onnx(model)
-    if "torch" not in type(model).__module__ and not any("torch" in c.__module__ for c in type(model).__mro__):
+    if not any(c.__module__.split(".")[0] == "torch" for c in type(model).__mro__):  # no torch import for others
         raise TypeError(f"model must be an ONNX file or model, or a torch nn.Module, got {type(model).__name__}")
     return _Torch(model)
 
