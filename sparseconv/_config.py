@@ -97,19 +97,30 @@ def jit(**flags):
 # -- which instruction sets the kernels may use ------------------------------------------------------------
 
 #: instruction-set levels a kernel family has paths for, lowest first
-ISA_LEVELS = ("portable", "avx2", "avx512")
+ISA_LEVELS = ("portable", "avx2", "avxvnni", "avx512")
 #: the features (llvmlite's names) a CPU needs for each level above "portable"
-LEVEL_FEATURES = {"avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx512bw", "avx512vl")}
+LEVEL_FEATURES = {"avx2": ("avx2", "fma"), "avxvnni": ("avx2", "fma", "avxvnni"),
+                  "avx512": ("avx512f", "avx512bw", "avx512vl")}
 
 
 def cpu_features():
-    """The host CPU's features that are present, as llvmlite names them (none with the JIT off)."""
+    """The features numba compiles the kernels for, as llvmlite names them (none with the JIT off).
+
+    The host CPU's, unless ``NUMBA_CPU_FEATURES`` names others (numba then
+    compiles for those: ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=...``
+    builds an AVX2 machine's code on a newer CPU), so a path is never chosen
+    whose instructions the compiled code may not contain.
+    """
     if numba.config.DISABLE_JIT:
         return frozenset()
     if not hasattr(cpu_features, "_host"):
-        import llvmlite.binding as llvm
+        if numba.config.CPU_FEATURES is not None:
+            named = (f.strip() for f in numba.config.CPU_FEATURES.split(","))
+            cpu_features._host = frozenset(f[1:] for f in named if f.startswith("+"))
+        else:
+            import llvmlite.binding as llvm
 
-        cpu_features._host = frozenset(k for k, v in llvm.get_host_cpu_features().items() if v)
+            cpu_features._host = frozenset(k for k, v in llvm.get_host_cpu_features().items() if v)
     return cpu_features._host
 
 
@@ -118,7 +129,8 @@ def isa_level():
 
     ``SPARSECONV_ISA=avx2`` on an AVX-512 machine runs the paths an AVX2 CPU
     runs (kernels look it up on each call); a level above the CPU's is
-    the CPU's.
+    the CPU's. A CPU with AVX-512 but not AVX-VNNI (Zen 4, Ice Lake) is at
+    "avx512"; its "avxvnni" paths are the "avx2" ones.
     """
     features = cpu_features()
     host = "portable"
@@ -135,6 +147,7 @@ def isa_level():
 
 def has(feature):
     """Whether kernels may use CPU ``feature`` (llvmlite's name, e.g. "avx512vnni"): the CPU has it and
-    :func:`isa_level` allows its level (avx512* features need "avx512", others "avx2")."""
-    need = "avx512" if feature.startswith("avx512") else "avx2"
+    :func:`isa_level` allows its level (avx512* features need "avx512", "avxvnni" needs "avxvnni", others
+    "avx2")."""
+    need = "avx512" if feature.startswith("avx512") else "avxvnni" if feature == "avxvnni" else "avx2"
     return feature in cpu_features() and ISA_LEVELS.index(isa_level()) >= ISA_LEVELS.index(need)

@@ -213,9 +213,11 @@ class BinaryInputWeight(NonlinearWeight):
         A binary network that keeps its activations packed between layers
         passes this to :meth:`xnor_dots` and skips the packing.
         """
-        cols = np.ascontiguousarray(cols)
+        cols = np.asarray(cols)
         if cols.ndim != 2 or cols.shape[0] != self.shape[1]:
             raise ValueError(f"cols must be 2-D with {self.shape[1]} rows (C_in*kH*kW), got shape {cols.shape}")
+        ftype = cols.dtype if cols.dtype in (np.float32, np.float64) else np.float64  # the kernel's float types
+        cols = np.ascontiguousarray(cols, dtype=ftype)
         xbits = np.empty((-(-cols.shape[1] // _bits.PANEL), self.weight.bits.shape[1], _bits.PANEL), np.uint64)
         _bits.pack_columns(cols, xbits)
         return xbits
@@ -229,14 +231,17 @@ class BinaryInputWeight(NonlinearWeight):
         if packed.dtype != np.uint64 or packed.ndim != 3 or packed.shape[1:] != layout \
                 or not 0 <= n <= packed.shape[0] * _bits.PANEL:
             raise ValueError("packed must come from pack_columns, and n must not exceed its columns")
-        dots = np.empty((self.shape[0], int(n)), np.int32)
-        _bits.xnor_gemm(self.weight._padded_bits(), packed, self.shape[1], dots)
-        return dots
+        return self._xnor(packed, n, np.ones(self.shape[0], np.int32), np.int32)
+
+    def _xnor(self, packed, n, factor, dtype):
+        out = np.empty((self.shape[0], int(n)), dtype)
+        _bits.xnor_gemm(self.weight._padded_bits(), packed, self.shape[1], factor, out)
+        return out
 
     def _matmat(self, cols):
         cols = np.ascontiguousarray(cols, dtype=np.result_type(cols.dtype, self.dtype))
-        dots = self.xnor_dots(self.pack_columns(cols), cols.shape[1])
-        out = dots * self.alpha.astype(cols.dtype)[:, None]
+        # alpha * (B @ sign(cols)), scaled in the kernel's store
+        out = self._xnor(self.pack_columns(cols), cols.shape[1], self.alpha.astype(cols.dtype), cols.dtype)
         if self.activation_scale:
             out *= np.abs(cols).mean(axis=0)[None, :]
         return out

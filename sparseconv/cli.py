@@ -7,7 +7,8 @@ import sparseconv
 
 
 def _print_environment(env):
-    print(f"\nCPU: {env['processor']}; kernel paths for ISA level {env['isa_level']} (`sparseconv info` lists them)")
+    print(f"\nCPU: {env['processor']}; kernel paths for ISA level {env['isa_level']}, compiled for "
+          f"{env.get('compiled_for', '?')} (`sparseconv info` lists them)")
     print(f"threads: numba {env['numba_threads']} ({env['numba_threading_layer']}), "
           f"torch {env.get('torch_threads', '-')}; GEMM inside the kernels: {env['gemm_backend']}; BLAS seen: "
           + ", ".join(f"{b['internal_api']} {b['version']} x{b['num_threads']}" for b in env["blas"]))
@@ -110,13 +111,15 @@ def _info(args):
     have = ", ".join(f for f, present in info["features"].items() if present) or "none of them"
     lacks = ", ".join(f for f, present in info["features"].items() if not present) or "none"
     override = f"forced by SPARSECONV_ISA={info['isa_override']}" if info["isa_override"] else \
-        "SPARSECONV_ISA=avx2 or portable forces a lower one"
+        ("SPARSECONV_ISA=avxvnni, avx2 or portable forces a lower one; "
+         "`sparseconv bench ... --isa avx2` also compiles for it")
     lines = [f"CPU: {info['cpu']} ({info['machine']}, {info['cpu_count']} logical cores)",
              f"features: {have}; lacks {lacks}",
-             f"ISA level: {info['isa_level']} ({override})",
+             f"ISA level: {info['isa_level']} ({override}); numba compiles for {info['compiled_for']}",
              f"GEMM inside the kernels: {info['gemm_backend']}; numba threads: {info['numba_threads']}",
              "kernel paths:",
-             f"  int8 x int8 -> int32 (quantize(..., activations=8)): {info['int8_kernel']}",
+             f"  int8 x int8 -> int32 (quantize(w, 8, activations=8)): {info['int8_kernel']}; weights or "
+             f"activations of at most 7 bits: {info['int8_kernel_7bit']}",
              f"  XNOR popcount (binarize(..., activations='binary')): {info['xnor_popcount']}",
              "  dense, grouped and depthwise conv2d: numba kernels with the GEMM above",
              "  default method of weight-only operators (op.methods lists the others):"]
@@ -274,8 +277,37 @@ def _bench_command(bench_sub, name, help, description, quick_help, func):
     p.add_argument("--quick", action="store_true", help=quick_help)
     p.add_argument("--repeat", type=int, help="samples per contender")
     p.add_argument("--json", metavar="PATH", help="also write every measurement to this JSON file")
+    p.add_argument("--isa", choices=["portable", "avx2", "avxvnni"],
+                   help="run in a new process that compiles the kernels for this lower level and runs the peers "
+                        "(OpenBLAS, MKL, torch) at it too: an AVX-512 machine measuring the paths an AVX2 CPU takes "
+                        "(sparseconv.system.emulation_env)")
     p.set_defaults(func=func)
     return p
+
+
+def _emulated(argv, level):
+    """Run this command again, without --isa, in a process that builds and runs the code of ``level``."""
+    import os
+    import subprocess
+
+    from . import system
+
+    try:
+        env = system.emulation_env(level)
+    except ValueError as exc:
+        raise SystemExit(f"sparseconv bench: --isa {level}: {exc}") from exc
+    print(f"emulating an {level} CPU: numba compiles for {env['NUMBA_CPU_NAME']} without the features above "
+          f"{level}; OpenBLAS {env['OPENBLAS_CORETYPE']}, MKL {env['MKL_ENABLE_INSTRUCTIONS']}, torch "
+          f"{env['ATEN_CPU_CAPABILITY']}", flush=True)
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--isa":
+            skip = True
+        elif not a.startswith("--isa="):
+            rest.append(a)
+    return subprocess.run([sys.executable, "-m", "sparseconv", *rest], env={**os.environ, **env}).returncode
 
 
 def build_parser():
@@ -391,7 +423,10 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if getattr(args, "isa", None):
+        return _emulated(argv, args.isa)
     return args.func(args)
 
 

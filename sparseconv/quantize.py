@@ -161,16 +161,19 @@ class QuantizedWeight(DecodedFirst, WeightOperator):
         raise ValueError("calibrate needs an operator with integer activations: quantize(w, bits, activations=a) "
                          "returns one (an IntegerInputWeight)")
 
-    def _vnni_weights(self):
-        """Q - z as int8 in rows of whole 4-byte groups (VNNI's layout), and each row's sum: a decoded copy."""
+    def _int8_weights(self, layout):
+        """Q - z in whole groups of k as int32 words (``_lowp.LAYOUT``: four int8 or two int16), rows padded to
+        the tile, and each row's sum: a decoded copy."""
         def make():
             centered = self._centered()
             rows, k = centered.shape
-            padded = np.zeros((rows, -(-k // 4) * 4), np.int8)
-            padded[:, :k] = centered
+            per = _lowp.K_PER_WORD[layout]
+            padded = np.zeros((-(-rows // _lowp.TILE_ROWS) * _lowp.TILE_ROWS, -(-k // per) * per),
+                              np.int8 if per == 4 else np.int16)
+            padded[:rows, :k] = centered
             return padded.view(np.int32), padded.astype(np.int32).sum(axis=1)
 
-        return self._cached("vnni", make)
+        return self._cached(layout, make)
 
     def _kernel_matmat(self, cols):
         cols = np.asarray(cols)
@@ -237,8 +240,9 @@ class IntegerInputWeight(NonlinearWeight):
     Notes
     -----
     Integer dot products accumulate in int32 when no sum can overflow it,
-    else int64 (:func:`accumulator_dtype`); on AVX512-VNNI CPUs 8-bit codes
-    run ``vpdpbusd``. ``cost``: C_out*K integer multiply-adds per column,
+    else int64 (:func:`accumulator_dtype`); 8-bit codes run ``vpdpbusd`` on
+    CPUs with AVX512-VNNI or AVX-VNNI, ``vpmaddubsw`` or ``vpmaddwd`` on AVX2
+    (:attr:`kernel`). ``cost``: C_out*K integer multiply-adds per column,
     plus quantizing the K inputs and scaling the C_out outputs.
     """
 
@@ -309,8 +313,14 @@ class IntegerInputWeight(NonlinearWeight):
 
     @property
     def kernel(self):
-        """Which integer kernel runs: "vnni" (AVX512-VNNI, 8-bit codes) or "portable"."""
-        return "vnni" if self._uses_vnni() else "portable"
+        """Which integer kernel runs: a path of ``_kernels.lowp.INT8_PATHS`` ("vnni512", "avxvnni", "avx2",
+        "avx2-int16": 8-bit codes on CPUs with those instructions; "avx2" needs weights or activations of
+        at most 7 bits) or "portable"."""
+        # int8 weights and activations of at most 8 bits, and no int32 overflow: a product is at most
+        # 255 (offset activation) x 127, so k <= 66 311
+        fits = (self.weight._bound <= 127 and self.activations <= 8
+                and self.shape[1] * 255 * 127 <= np.iinfo(np.int32).max)
+        return _lowp.int8_path(self.weight._bound, self.activations) if fits else "portable"
 
     def pack_columns(self, cols, act_scale=None):
         """The columns (K, n) quantized at s_x and laid out for :attr:`kernel`; returns (packed, s_x).
@@ -323,35 +333,39 @@ class IntegerInputWeight(NonlinearWeight):
             raise ValueError(f"cols must be 2-D with {self.shape[1]} rows (C_in*kH*kW), got shape {cols.shape}")
         s = self._columns_scale(cols) if act_scale is None else act_scale
         n = cols.shape[1]
-        if self._uses_vnni():
-            width = self.weight._vnni_weights()[0].shape[1]
-            panels = np.empty((-(-n // _lowp.VNNI_COLS), width, _lowp.VNNI_COLS), np.int32)
-            _lowp.pack_vnni_activations(cols, s, float(_signed_max(self.activations)), panels)
-            return ("vnni", panels, n), s
-        xq, s = self.quantize_columns(cols, s)
-        return ("portable", np.ascontiguousarray(xq.T), n), s  # (n, K): k contiguous
+        path = self.kernel
+        if path == "portable":
+            xq, s = self.quantize_columns(cols, s)
+            return ("portable", np.ascontiguousarray(xq.T), n), s  # (n, K): k contiguous
+        layout = _lowp.LAYOUT[path]
+        width = self.weight._int8_weights(layout)[0].shape[1]
+        panels = np.empty((-(-n // _lowp.PANEL_COLS[layout]), width, _lowp.PANEL_COLS[layout]), np.int32)
+        _lowp.pack_words(cols, s, float(_signed_max(self.activations)), _lowp.K_PER_WORD[layout],
+                         self._offset(layout), panels)
+        return (path, panels, n), s
 
     def int_dots(self, packed):
         """(Q - z) @ q_x for packed columns, exactly, in the accumulator's int dtype (C_out, n): the kernel alone."""
-        kind, data, n = packed
+        path, data, n = packed
         c_out, k = self.shape
-        if kind == "vnni":
-            w32, rowsum = self.weight._vnni_weights()
-            acc = np.empty((c_out, n), np.int32)
-            _lowp.vnni_gemm(w32, rowsum, data, acc)
+        if path == "portable":
+            acc = np.empty((c_out, n), accumulator_dtype(k, self.weight._bound, _signed_max(self.activations)))
+            _lowp.int_gemm(self.weight._centered(), data, acc)
             return acc
-        acc = np.empty((c_out, n), accumulator_dtype(k, self.weight._bound, _signed_max(self.activations)))
-        _lowp.int_gemm(self.weight._centered(), data, acc)
-        return acc
+        return self._tiled(packed, np.ones(c_out, np.int32), np.empty((c_out, n), np.int32))
 
-    def _uses_vnni(self):
-        """The VNNI kernel takes int8 weights and activations of at most 8 bits, when int32 cannot overflow.
+    def _tiled(self, packed, factor, out):
+        """out = factor[:, None] * ((Q - z) @ q_x) on a tiled int8 path."""
+        path, data, _ = packed
+        layout = _lowp.LAYOUT[path]
+        w32, rowsum = self.weight._int8_weights(layout)
+        _lowp.tiled_int8_gemm(_lowp.MARKER[path](0), _lowp.TILE_COLS[path], w32, rowsum, self._offset(layout),
+                              factor, data, out)
+        return out
 
-        Its products are uint8 (offset activations, <= 255) x int8 (<= 127),
-        so k * 255 * 127 must stay below 2^31 (k <= 66 311).
-        """
-        return (_lowp.has_vnni() and self.weight._bound <= 127 and self.activations <= 8
-                and self.shape[1] * 255 * 127 <= np.iinfo(np.int32).max)
+    def _offset(self, layout):
+        """What the packed activations are offset by: quads are unsigned bytes q + 2^(a-1); pairs signed int16."""
+        return _signed_max(self.activations) + 1 if layout == "quads" else 0
 
     def _conv2d(self, x, geom, bias, workspace, matmat=None):
         """The generic chunked path; a dynamic activation scale is taken once, from all of x."""
@@ -368,8 +382,10 @@ class IntegerInputWeight(NonlinearWeight):
         cols = np.asarray(cols)
         ftype = np.result_type(cols.dtype, self.dtype)
         packed, s = self.pack_columns(cols, act_scale)
-        acc = self.int_dots(packed)
-        return (acc * (self.weight.scale.astype(np.float64)[:, None] * s)).astype(ftype)
+        factor = self.weight.scale.astype(np.float64) * s
+        if packed[0] != "portable":  # dequantized in the kernel's store
+            return self._tiled(packed, factor, np.empty((self.shape[0], packed[2]), ftype))
+        return (self.int_dots(packed) * factor[:, None]).astype(ftype)
 
     def cost(self, n_cols):
         c_out, k = self.shape

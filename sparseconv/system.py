@@ -7,9 +7,10 @@ import platform
 import numba
 
 from . import _blas, _config, registry
+from ._kernels import bits as _bits
 from ._kernels import lowp as _lowp
 
-__all__ = ["cpu_model", "info"]
+__all__ = ["cpu_model", "emulation_env", "info"]
 
 #: the CPU features (llvmlite's names) some kernel path depends on
 FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512vnni", "avx512vpopcntdq", "avxvnni",
@@ -32,26 +33,84 @@ def info():
     """A dict of the settings the kernels run with (asking for it loads the GEMM library, as a first kernel would).
 
     Keys: ``cpu`` (:func:`cpu_model`), ``machine``, ``cpu_count``,
-    ``features`` (each of :data:`FEATURES`: present or not), ``isa_level``
-    (``sparseconv._config.isa_level``: the highest of "portable", "avx2",
-    "avx512" the CPU has, lowered by ``$SPARSECONV_ISA``), ``isa_override``
-    (that variable, or None), ``gemm_backend`` ("mkl" or "openblas",
-    ``SPARSECONV_BLAS``), ``numba_threads``, ``int8_kernel`` ("vnni" where
-    the CPU has AVX512-VNNI and the level allows it, else "portable"),
-    ``xnor_popcount`` (how the XNOR kernel counts bits), ``methods`` (per
-    operator class of each family, the method ``conv2d`` runs by default)
-    and ``kernel_cache`` (:func:`sparseconv._config.cache_dir`,
-    ``SPARSECONV_CACHE_DIR``).
+    ``features`` (each of :data:`FEATURES`: present or not, in the code
+    numba compiles), ``compiled_for`` (the CPU numba compiles for: the host's
+    name, or ``NUMBA_CPU_NAME``), ``isa_level`` (``sparseconv._config.isa_level``:
+    the highest of "portable", "avx2", "avxvnni", "avx512" the CPU has,
+    lowered by ``$SPARSECONV_ISA``), ``isa_override`` (that variable, or
+    None), ``gemm_backend`` ("mkl" or "openblas", ``SPARSECONV_BLAS``),
+    ``numba_threads``, ``int8_kernel`` (the path of 8-bit weights and
+    activations: "vnni512", "avxvnni", "avx2-int16" or "portable"),
+    ``int8_kernel_7bit`` (when weights or activations have at most 7 bits,
+    where AVX2's ``vpmaddubsw`` is exact: "avx2" there), ``xnor_popcount``
+    (how the XNOR kernel counts bits, ``_kernels.bits.popcount_path``), ``methods`` (per operator class of
+    each family, the method ``conv2d`` runs by default) and ``kernel_cache``
+    (:func:`sparseconv._config.cache_dir`, ``SPARSECONV_CACHE_DIR``).
     """
+    import llvmlite.binding as llvm
+
     features = _config.cpu_features()
-    # numba compiles for the host CPU whatever SPARSECONV_ISA says (NUMBA_CPU_NAME changes that)
-    popcount = ("Python (JIT off)" if not features else "vpopcntdq" if "avx512vpopcntdq" in features else
-                "LLVM's ctpop sequence (no VPOPCNTDQ)")
     return {"cpu": cpu_model(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "features": {f: f in features for f in FEATURES}, "isa_level": _config.isa_level(),
-            "isa_override": os.environ.get("SPARSECONV_ISA") or None,
+            "features": {f: f in features for f in FEATURES},
+            "compiled_for": numba.config.CPU_NAME or llvm.get_host_cpu_name(),
+            "isa_level": _config.isa_level(), "isa_override": os.environ.get("SPARSECONV_ISA") or None,
             "gemm_backend": _blas.backend(), "numba_threads": numba.get_num_threads(),
-            "int8_kernel": "vnni" if _lowp.has_vnni() else "portable", "xnor_popcount": popcount,
+            "int8_kernel": _lowp.int8_path(127, 8), "int8_kernel_7bit": _lowp.int8_path(63, 8),
+            "xnor_popcount": _bits.popcount_path(),
             "methods": {f"{f.name}: {cls.__name__}": cls.methods[0] for f in registry.families()
                         for cls in f.operators if len(cls.methods) > 1},
             "kernel_cache": _config.cache_dir()}
+
+
+#: per level a CPU can be emulated at: numba's target CPU, OpenBLAS's core type, MKL's, torch's and oneDNN's
+#: instruction set
+_EMULATED = {"portable": ("x86-64-v2", "Nehalem", "SSE4_2", "default", "SSE41"),
+             "avx2": ("haswell", "Haswell", "AVX2", "avx2", "AVX2"),
+             "avxvnni": ("alderlake", "Haswell", "AVX2", "avx2", "AVX2_VNNI")}
+#: the features of the "portable" level's code (x86-64-v2)
+_BASELINE = frozenset(("64bit", "cmov", "crc32", "cx8", "cx16", "fxsr", "mmx", "popcnt", "sahf", "sse", "sse2", "sse3",
+                       "ssse3", "sse4.1", "sse4.2"))
+
+
+def _kept(feature, level):
+    if level == "portable":
+        return feature in _BASELINE
+    above = feature.startswith(("avx512", "amx", "avx10", "evex512")) or feature in (
+        "avxvnniint8", "avxvnniint16", "avxifma", "avxneconvert", "gfni")
+    return not above and (level == "avxvnni" or feature != "avxvnni")
+
+
+def emulation_env(level):
+    """Environment variables under which a new process runs the code a CPU at ``level`` runs.
+
+    ``SPARSECONV_ISA`` alone picks the paths of a lower level, but numba
+    still compiles them for this CPU (with its wider registers, and LLVM
+    fuses some AVX2 sequences into AVX-512 instructions), and the peers
+    (OpenBLAS, MKL, torch) keep their fastest code. These variables make a
+    fresh process compile for ``level`` (``NUMBA_CPU_NAME``,
+    ``NUMBA_CPU_FEATURES``: this CPU's features without those above it) and
+    run the peers at that level (``OPENBLAS_CORETYPE``,
+    ``MKL_ENABLE_INSTRUCTIONS``, ``ATEN_CPU_CAPABILITY``,
+    ``ONEDNN_MAX_CPU_ISA``): the closest an
+    AVX-512 machine comes to measuring an AVX2 one (its caches, clock and
+    ports stay its own). ``sparseconv bench ... --isa LEVEL`` runs under them.
+
+    Parameters
+    ----------
+    level : {"portable", "avx2", "avxvnni"}
+        At most this CPU's level (:func:`sparseconv._config.isa_level`).
+    """
+    import llvmlite.binding as llvm
+
+    if level not in _EMULATED:
+        raise ValueError(f"level must be one of {sorted(_EMULATED)}, got {level!r}")
+    levels = _config.ISA_LEVELS
+    host = _config.isa_level()
+    if levels.index(level) > levels.index(host):
+        raise ValueError(f"this CPU is at level {host!r}; it cannot run the code of level {level!r}")
+    cpu, openblas, mkl, aten, onednn = _EMULATED[level]
+    host_features = llvm.get_host_cpu_features()
+    flags = ",".join(("+" if present and _kept(f, level) else "-") + f for f, present in sorted(host_features.items()))
+    return {"SPARSECONV_ISA": level, "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": flags,
+            "OPENBLAS_CORETYPE": openblas, "MKL_ENABLE_INSTRUCTIONS": mkl, "ATEN_CPU_CAPABILITY": aten,
+            "ONEDNN_MAX_CPU_ISA": onednn}

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import sparseconv
 from sparseconv.cli import build_parser, main
 
 SUBCOMMANDS = [[], ["compare"], ["study"], ["figures"], ["info"], ["train-default"], ["bench"], ["bench", "conv"],
@@ -98,8 +99,12 @@ def test_bench_lowp_runs(tmp_path, capsys):
     records = json.loads(path.read_text())["records"]
     assert [r["n"] for r in records] == [196]
     assert records[0]["failed"] == {}  # every contender matched its exact or float64 reference
-    assert {"XNOR-popcount (kernel)", "binary weights, float act. (decoded, default)",
-            "binary weights, float act. (add-only)", "codebook k=16 (accumulate)"} <= set(records[0]["median_s"])
+    names = set(records[0]["median_s"])
+    assert {"binary weights, float act. (decoded, default)", "binary weights, float act. (add-only)",
+            "codebook k=16 (accumulate)"} <= names
+    info = sparseconv.system.info()  # each kernel contender names the path it ran
+    assert f"XNOR-popcount (kernel, {info['xnor_popcount']})" in names
+    assert f"int8 GEMM (kernel, {info['int8_kernel']})" in names
 
 
 @pytest.mark.slow

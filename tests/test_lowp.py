@@ -298,22 +298,6 @@ def test_non_finite_weights(fn, bad):
         fn(w)
 
 
-@pytest.mark.skipif(not _lowp.has_vnni(), reason="this CPU has no AVX512-VNNI (or the JIT is off)")
-@pytest.mark.parametrize("c_out, k, n", [(10, 54, 300), (7, 45, 33), (256, 2304, 70)])
-def test_vnni_kernel_equals_the_portable_one(rng, monkeypatch, c_out, k, n):
-    w = rng.standard_normal((c_out, k, 1, 1))
-    cols = rng.standard_normal((k, n))
-    op = sc.quantize(w, 8, activations=8)
-    assert op._uses_vnni()
-    fast = op @ cols
-    xq, s = op.quantize_columns(cols)
-    exact = op.codes @ xq.astype(np.int64)
-    assert np.array_equal(fast, exact * (op.scale.astype(np.float64)[:, None] * s))
-    monkeypatch.setenv("SPARSECONV_ISA", "avx2")  # the path a CPU without AVX-512 takes
-    assert not op._uses_vnni() and op.kernel == "portable"
-    assert np.array_equal(op @ cols, fast)
-
-
 def test_dynamic_activation_scale_does_not_depend_on_the_workspace(rng):
     """Without calibration the scale comes from the whole input, not from each chunk of columns."""
     w = rng.standard_normal((8, 4, 3, 3))

@@ -11,9 +11,10 @@ because each differing sign contributes -1 and each agreeing one +1, and the
 padding bits agree.
 
 Numba has no CPU popcount (numba#10403): ``popcount64`` is an intrinsic that
-emits LLVM's ``ctpop``, which LLVM compiles to the ``popcnt`` (or, in
-vectorised loops, AVX-512 ``vpopcntq``) instruction where the CPU has one
-and to a shift-and-add sequence where it does not. ``popcount64_swar`` is
+emits LLVM's ``ctpop``, which LLVM compiles to the ``popcnt`` instruction (on
+vectors: AVX-512 ``vpopcntq`` where the CPU has VPOPCNTDQ, else on AVX2 the
+nibble lookup: ``vpshufb`` of each half-byte in a 16-entry table, bytes
+summed by ``vpsadbw``) and to a shift-and-add sequence without any. ``popcount64_swar`` is
 the same count written out portably, kept as the readable reference.
 """
 
@@ -24,13 +25,28 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .. import _config
 from .._config import PARALLEL, SERIAL, jit
 from .sparse import _task
 
 #: The XNOR tile: ROWS weight rows x LANES packed columns, LANES uint64 per vector register (AVX-512).
 ROWS, LANES = 4, 8
-#: Columns per panel of packed activations (a multiple of LANES).
+#: Columns per panel of packed activations (a multiple of LANES and of SIGN_LANES).
 PANEL = 256
+#: Columns whose signs :func:`sign_tile` packs at once (one vector of floats).
+SIGN_LANES = 8
+
+
+def popcount_path():
+    """How the XNOR kernel's ``llvm.ctpop`` on vectors compiles for the CPU numba targets: "vpopcntq"
+    (AVX512-VPOPCNTDQ), "vpshufb" (AVX2: a nibble lookup per byte, summed by vpsadbw), "popcnt" (one
+    word at a time), "python" (JIT off). Unlike the int8 paths this follows the compiled code, not
+    ``SPARSECONV_ISA`` (``sparseconv.system.emulation_env`` changes both)."""
+    features = _config.cpu_features()
+    if not features:
+        return "python"
+    return "vpopcntq" if "avx512vpopcntdq" in features else "vpshufb" if "avx2" in features else "popcnt"
+
 
 if numba.config.DISABLE_JIT:  # kernels run as Python: plain int operations
 
@@ -40,6 +56,11 @@ if numba.config.DISABLE_JIT:  # kernels run as Python: plain int operations
     def trailing_zeros64(x):
         x = int(x)
         return np.uint64((x & -x).bit_length() - 1)
+
+    def sign_tile(cols, k0, nb, j, flat, o):
+        neg = cols[k0:k0 + nb, j:j + SIGN_LANES] < 0  # (nb, SIGN_LANES)
+        weights = np.left_shift(np.uint64(1), np.arange(nb, dtype=np.uint64))
+        flat[o:o + SIGN_LANES] = (neg.astype(np.uint64) * weights[:, None]).sum(axis=0, dtype=np.uint64)
 
     def xnor_tile(wbits, o0, xbits, j, res):
         for r in range(ROWS):
@@ -71,6 +92,47 @@ else:
         return types.uint64(types.uint64), codegen
 
     @intrinsic
+    def sign_tile(typingctx, cols, k0, nb, j, flat, o):
+        """flat[o + t] = sum over b < nb of (cols[k0 + b, j + t] < 0) << b, t < SIGN_LANES: one word per column.
+
+        In LLVM IR: the SIGN_LANES words stay in one vector register while
+        the nb rows are compared with 0 (ordered: NaN and -0.0 are not
+        negative, as in NumPy), shifted into place and or-ed in; each word is
+        stored once. cols (K, J) C-contiguous float32 or float64, flat a 1-D
+        uint64; the caller keeps j + SIGN_LANES <= J.
+        """
+        if not (isinstance(cols, types.Array) and cols.ndim == 2 and cols.layout == "C"
+                and cols.dtype in (types.float32, types.float64)) or flat != types.Array(types.uint64, 1, "C"):
+            return None
+        if not all(isinstance(t, types.Integer) for t in (k0, nb, j, o)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            c_arr = context.make_array(signature.args[0])(context, builder, args[0])
+            o_arr = context.make_array(signature.args[4])(context, builder, args[4])
+            k_val, nb_val, j_val, o_val = (context.cast(builder, args[i], signature.args[i], types.int64)
+                                           for i in (1, 2, 3, 5))
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+            fty = ir.VectorType(context.get_value_type(signature.args[0].dtype), SIGN_LANES)
+            uty = ir.VectorType(i64, SIGN_LANES)
+            n_cols = cgutils.unpack_tuple(builder, c_arr.shape, 2)[1]
+            acc = cgutils.alloca_once_value(builder, ir.Constant(uty, [0] * SIGN_LANES))
+            undef = ir.Constant(uty, ir.Undefined)
+            broadcast = ir.Constant(ir.VectorType(i32, SIGN_LANES), [0] * SIGN_LANES)
+            with cgutils.for_range(builder, nb_val) as loop:
+                b = loop.index
+                at = builder.gep(c_arr.data, [builder.add(builder.mul(builder.add(k_val, b), n_cols), j_val)])
+                v = builder.load(builder.bitcast(at, fty.as_pointer()), align=4)
+                negative = builder.zext(builder.fcmp_ordered("<", v, ir.Constant(fty, [0.0] * SIGN_LANES)), uty)
+                shift = builder.shuffle_vector(builder.insert_element(undef, b, ir.Constant(i32, 0)), undef, broadcast)
+                builder.store(builder.or_(builder.load(acc), builder.shl(negative, shift)), acc)
+            dst = builder.gep(o_arr.data, [o_val])
+            builder.store(builder.load(acc), builder.bitcast(dst, uty.as_pointer()), align=8)
+            return context.get_dummy_value()
+
+        return types.void(cols, k0, nb, j, flat, o), codegen
+
+    @intrinsic
     def xnor_tile(typingctx, wbits, o0, xbits, j, res):
         """res[r, k] = sum over w of popcount(wbits[o0 + r, w] ^ xbits[w, j + k]), r < ROWS, k < LANES.
 
@@ -79,7 +141,7 @@ else:
         memory, this keeps ROWS accumulators of LANES counts in registers,
         loads each vector of packed columns once for ROWS rows, and uses
         ``llvm.ctpop`` on the whole vector (``vpopcntq zmm`` with AVX-512
-        VPOPCNTDQ; a shift-and-add sequence elsewhere). wbits (C_out,
+        VPOPCNTDQ; two ymm halves by nibble lookup on AVX2). wbits (C_out,
         n_words) and xbits (n_words, J) must be C-contiguous uint64, res a
         C-contiguous (ROWS, LANES) uint64; the caller keeps o0 + ROWS <= C_out
         and j + LANES <= J.
@@ -155,35 +217,43 @@ def pack_columns(cols, out):
     out[p, w, q] bit b = (cols[64*w + b, p*PANEL + q] < 0); columns past J
     are all zero bits. A panel's words for one column block are contiguous
     rows of PANEL, so :func:`xnor_gemm` streams through them without the
-    cache-set conflicts that a long row stride would cause. The inner loop
-    runs along a row of cols and of out, without branches, so it vectorises.
+    cache-set conflicts that a long row stride would cause. One task per
+    (word, panel), done SIGN_LANES columns at a time by :func:`sign_tile`
+    (the last few columns of cols one by one); consecutive tasks read along
+    the same 64 rows.
     """
     n, n_cols = cols.shape
     n_panels, n_words, panel = out.shape
-    for task in numba.prange(n_panels * n_words):
-        p = task // n_words
-        w = task - p * n_words
-        dst = out[p, w]
-        for q in range(panel):
-            dst[q] = 0
+    flat = out.reshape(-1)  # (n_panels * n_words * PANEL,)
+    for task in numba.prange(n_words * n_panels):
+        w = task // n_panels
+        p = task - w * n_panels
         j0 = p * panel
         m = min(panel, n_cols - j0)
-        seg = dst[:m]
-        for b in range(min(64, n - 64 * w)):
-            row = cols[64 * w + b, j0:j0 + m]
-            shift = np.uint64(b)
-            for q in range(m):
-                seg[q] |= np.uint64(row[q] < 0) << shift
+        nb = min(64, n - 64 * w)
+        base = (p * n_words + w) * panel
+        whole = m - m % SIGN_LANES
+        for q in range(0, whole, SIGN_LANES):
+            sign_tile(cols, 64 * w, nb, j0 + q, flat, base + q)
+        for q in range(whole, panel):
+            word = np.uint64(0)
+            if q < m:
+                for b in range(nb):
+                    if cols[64 * w + b, j0 + q] < 0:
+                        word |= np.uint64(1) << np.uint64(b)
+            flat[base + q] = word
 
 
 @jit(**PARALLEL)
-def xnor_gemm(wbits, xbits, n, out):
-    """out[o, j] = n - 2 popcount(wbits[o] XOR column j of xbits) = sign(W) @ sign(X), exactly, as int32.
+def xnor_gemm(wbits, xbits, n, factor, out):
+    """out[o, j] = factor[o] * (n - 2 popcount(wbits[o] XOR column j of xbits)) = factor[o] * (sign(W) @ sign(X))[o, j].
 
     wbits (R, n_words) with R >= C_out a multiple of ROWS (padding rows are
-    ignored), xbits (n_panels, n_words, PANEL) from :func:`pack_columns`,
-    out (C_out, J) int32. Tasks are (ROWS weight rows) x (panel), done in
-    ROWS x LANES register tiles (:func:`xnor_tile`).
+    ignored), xbits (n_panels, n_words, PANEL) from :func:`pack_columns`;
+    factor (C_out,) int32 ones for the exact int32 dot products into an int32
+    out (C_out, J), or the float scales for the scaled product straight into
+    a float out. Tasks are (ROWS weight rows) x (panel), done in ROWS x LANES
+    register tiles (:func:`xnor_tile`).
     """
     c_out, n_cols = out.shape
     n_panels, _, panel = xbits.shape
@@ -199,8 +269,9 @@ def xnor_gemm(wbits, xbits, n, out):
             j = p * panel + q
             lanes = min(LANES, n_cols - j)
             for r in range(rows):
+                f = factor[o0 + r]
                 for k in range(lanes):
-                    out[o0 + r, j + k] = n - 2 * np.int64(res[r, k])
+                    out[o0 + r, j + k] = (n - 2 * np.int64(res[r, k])) * f
 
 
 @jit(**PARALLEL)

@@ -7,10 +7,11 @@
     so each dot product is a vectorised integer reduction; four weight rows
     share each loaded activation row.
 
-``vnni_gemm`` (CPUs with AVX512-VNNI)
-    The same product for int8 weights and activations of at most 8 bits,
-    64 multiply-adds per ``vpdpbusd`` instruction, written in LLVM IR
-    (:func:`vnni_tile`); see the section below.
+``tiled_int8_gemm`` (AVX512-VNNI, AVX-VNNI, AVX2)
+    The same product for int8 weights and activations of at most 8 bits in
+    register tiles written in LLVM IR (:func:`int8_tile`): 64 (or 32)
+    multiply-adds per ``vpdpbusd`` with VNNI, 16 per ``vpmaddwd`` on AVX2;
+    :func:`int8_path` picks one (see the section below).
 
 ``codebook_gemm``
     out[o, j] = sum_c codebook[o, c] * (sum of cols[k, j] over the k with
@@ -22,6 +23,10 @@
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .. import _config
 from .._config import PARALLEL, SERIAL, jit
@@ -101,157 +106,214 @@ def codebook_gemm(idx, codebook, cols, out, tile, row_blocks):
                     dst[q] += v * b[q]
 
 
-# -- int8 x uint8 on AVX512-VNNI ---------------------------------------------------------------------------
+# -- int8 paths that use the CPU's integer dot-product instructions ---------------------------------------
 #
-# vpdpbusd multiplies 64 unsigned bytes by 64 signed bytes and adds each
-# group of four products into one of 16 int32 lanes: 64 multiply-adds per
-# instruction. The activations become unsigned by an offset, u = q + 128, and
-# sum_k w_k q_k = sum_k w_k u_k - 128 sum_k w_k. Layout: a panel of VNNI_COLS
-# columns stores, for each group of four k, the four bytes of every column
-# side by side (one int32 per column), so one vector load brings 16 columns x
-# 4 k; a weight row's four bytes of that group are broadcast to all lanes.
+# vpdpbusd (AVX512-VNNI on 512-bit vectors, AVX-VNNI on 256-bit ones)
+# multiplies unsigned bytes by signed bytes and adds each group of four
+# products into one int32 lane, without saturating. The a-bit activations
+# become unsigned by an offset, u = q + 2^(a-1) in [1, 2^a - 1], and
+# sum_k w_k q_k = sum_k w_k u_k - 2^(a-1) sum_k w_k. Layout ("quads"): a
+# panel of PANEL_COLS["quads"] columns stores, for each group of four k, the
+# four bytes of every column side by side (one int32 per column), so one
+# vector load brings 16 (or 8) columns x 4 k; a weight row's four bytes of
+# that group are broadcast to all lanes.
+#
+# AVX2 has no vpdpbusd. vpmaddubsw multiplies the same unsigned by signed
+# bytes but adds each pair of products into an int16 that saturates, so it
+# is exact only when 2 (2^a - 1) max|w| <= 32767: weights of at most 7 bits,
+# or activations of at most 7 bits (FBGEMM's "reduce_range" for the same
+# reason); vpmaddwd by ones then widens the pair sums to int32 ("avx2").
+# Otherwise (8-bit weights and activations) the operands are widened to
+# int16 and vpmaddwd multiplies signed 16-bit pairs into int32, exactly, at
+# half the multiply-adds per instruction ("avx2-int16"; layout "pairs": two
+# int16 per column of each group of two k, one int32).
 
-#: Output rows and columns of one VNNI register tile (2 vectors of 16 int32 lanes per row).
-VNNI_ROWS, VNNI_COLS = 4, 32
+#: int8 paths, best first, and the CPU feature each needs ("portable" needs none)
+INT8_PATHS = ("vnni512", "avxvnni", "avx2", "avx2-int16", "portable")
+_PATH_FEATURE = {"vnni512": "avx512vnni", "avxvnni": "avxvnni", "avx2": "avx2", "avx2-int16": "avx2"}
+#: each fast path's activation layout
+LAYOUT = {"vnni512": "quads", "avxvnni": "quads", "avx2": "quads", "avx2-int16": "pairs"}
+#: k per int32 of a layout, and the columns of one panel
+K_PER_WORD = {"quads": 4, "pairs": 2}
+PANEL_COLS = {"quads": 32, "pairs": 16}
+#: output rows and columns of one register tile: ROWS x (vectors x lanes)
+TILE_ROWS = 4
+TILE_COLS = {"vnni512": 32, "avxvnni": 16, "avx2": 16, "avx2-int16": 16}
+#: the scalar type that selects a path's instruction in :func:`int8_tile` (numba specialises on it)
+MARKER = {"vnni512": np.uint8, "avxvnni": np.uint16, "avx2": np.uint32, "avx2-int16": np.int16}
 
 
-def has_vnni():
-    """Whether the VNNI path runs: the CPU has AVX512-VNNI and ``SPARSECONV_ISA`` allows AVX-512."""
-    return _config.has("avx512vnni")
+def int8_path(weight_bound=127, act_bits=8):
+    """The int8 path for weights with max |Q - z| = ``weight_bound`` <= 127 and ``act_bits`` <= 8-bit
+    activations: the first of :data:`INT8_PATHS` whose feature the CPU has, that ``SPARSECONV_ISA``
+    allows and that is exact for such operands. The defaults: 8-bit weights and activations."""
+    for path in INT8_PATHS[:-1]:
+        if path == "avx2" and 2 * (2 ** act_bits - 1) * weight_bound > np.iinfo(np.int16).max:
+            continue  # vpmaddubsw's int16 pair sums would saturate
+        if _config.has(_PATH_FEATURE[path]):
+            return path
+    return "portable"
 
-if numba.config.DISABLE_JIT:
 
-    def vnni_tile(w32, o0, panel, res):
-        w = w32[o0:o0 + VNNI_ROWS].view(np.int8).astype(np.int64)  # (ROWS, 4*G)
-        x = panel.view(np.uint8).reshape(panel.shape[0], VNNI_COLS, 4)  # (G, COLS, 4)
-        x = x.transpose(0, 2, 1).reshape(-1, VNNI_COLS).astype(np.int64)  # (4*G, COLS)
-        res[:] = w @ x
+_I32 = ir.IntType(32)
+_MARKER_PATH = {numba.from_dtype(np.dtype(m)): p for p, m in MARKER.items()}
 
-else:
-    from llvmlite import ir
-    from numba import types
-    from numba.core import cgutils
-    from numba.extending import intrinsic
 
-    @intrinsic
-    def vnni_tile(typingctx, w32, o0, panel, res):
-        """res[r, q] = sum over groups g and t < 4 of int8(w[o0 + r, 4g + t]) * uint8(x[4g + t, q]).
+def _step(builder, path, acc, x, w):
+    """acc + the dot products of x and w's groups in each lane, as ``path``'s instruction does."""
+    vty = acc.type
+    if path == "avx2":
+        bty, hty = ir.VectorType(ir.IntType(8), 4 * vty.count), ir.VectorType(ir.IntType(16), 2 * vty.count)
+        maddubs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(hty, [bty, bty]),
+                                                 "llvm.x86.avx2.pmadd.ub.sw")
+        madd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [hty, hty]),
+                                              "llvm.x86.avx2.pmadd.wd")
+        pairs = builder.call(maddubs, [builder.bitcast(x, bty), builder.bitcast(w, bty)])
+        return builder.add(acc, builder.call(madd, [pairs, ir.Constant(hty, [1] * hty.count)]))
+    if path == "avx2-int16":
+        hty = ir.VectorType(ir.IntType(16), 2 * vty.count)
+        madd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [hty, hty]),
+                                              "llvm.x86.avx2.pmadd.wd")
+        return builder.add(acc, builder.call(madd, [builder.bitcast(x, hty), builder.bitcast(w, hty)]))
+    dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                        f"llvm.x86.avx512.vpdpbusd.{32 * vty.count}")
+    return builder.call(dp, [acc, x, w])
 
-        w32 (R, G) int32: each int32 four signed weight bytes; panel (G,
-        VNNI_COLS) int32: each int32 four unsigned activation bytes of one
-        column; res (VNNI_ROWS, VNNI_COLS) int32. VNNI_ROWS x 2 accumulators
-        of 16 lanes stay in registers across the groups.
-        """
-        i32_2d = types.Array(types.int32, 2, "C")
-        if w32 != i32_2d or panel != i32_2d or res != i32_2d or not isinstance(o0, types.Integer):
-            return None
+@intrinsic
+def int8_tile(typingctx, marker, w32, o0, panel, q0, res):
+    """res[r, q] = sum_k w[o0 + r, k] * x[k, q0 + q], r < TILE_ROWS, q < TILE_COLS[path], on one path.
 
-        def codegen(context, builder, signature, args):
-            w_arr, x_arr, r_arr = (context.make_array(signature.args[i])(context, builder, args[i])
-                                   for i in (0, 2, 3))
-            row0 = context.cast(builder, args[1], signature.args[1], types.int64)
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            vty = ir.VectorType(i32, 16)
-            dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-                                                "llvm.x86.avx512.vpdpbusd.512")
-            n_groups = cgutils.unpack_tuple(builder, w_arr.shape, 2)[1]
-            halves = VNNI_COLS // 16
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0] * 16)) for _ in range(halves)]
-                    for _ in range(VNNI_ROWS)]
-            undef = ir.Constant(vty, ir.Undefined)
-            broadcast = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
-            with cgutils.for_range(builder, n_groups) as loop:
-                g = loop.index
-                base = builder.mul(g, ir.Constant(i64, VNNI_COLS))
-                starts = [builder.gep(x_arr.data, [builder.add(base, ir.Constant(i64, 16 * h))]) for h in range(halves)]
-                xs = [builder.load(builder.bitcast(at, vty.as_pointer()), align=4) for at in starts]
-                for r in range(VNNI_ROWS):
-                    row = builder.add(row0, ir.Constant(i64, r))
-                    wv = builder.load(builder.gep(w_arr.data, [builder.add(builder.mul(row, n_groups), g)]))
-                    splat = builder.shuffle_vector(builder.insert_element(undef, wv, ir.Constant(i32, 0)), undef,
-                                                   broadcast)
-                    for h in range(halves):
-                        acc = accs[r][h]
-                        builder.store(builder.call(dp, [builder.load(acc), xs[h], splat]), acc)
-            for r in range(VNNI_ROWS):
-                for h in range(halves):
-                    dst = builder.gep(r_arr.data, [ir.Constant(i64, r * VNNI_COLS + 16 * h)])
-                    builder.store(builder.load(accs[r][h]), builder.bitcast(dst, vty.as_pointer()), align=4)
-            return context.get_dummy_value()
+    ``marker``'s type (:data:`MARKER`) picks the path, so each path's
+    kernel is compiled (and holds instructions) only where it runs. w32
+    (R, G) int32: each int32 the weights of one group of k (four int8 or
+    two int16); panel (G, PANEL_COLS of the path's layout) int32: each int32 one column's
+    activations of that group (four offset uint8 or two int16); res
+    (TILE_ROWS, TILE_COLS) int32. TILE_ROWS x vectors accumulators stay in
+    registers across the groups; each weight word is broadcast to all
+    lanes.
+    """
+    i32_2d = types.Array(types.int32, 2, "C")
+    path = _MARKER_PATH.get(marker)
+    if path is None or w32 != i32_2d or panel != i32_2d or res != i32_2d:
+        return None
+    if not isinstance(o0, types.Integer) or not isinstance(q0, types.Integer):
+        return None
+    lanes = 16 if path == "vnni512" else 8
+    vectors = TILE_COLS[path] // lanes
 
-        return types.void(w32, o0, panel, res), codegen
+    def codegen(context, builder, signature, args):
+        w_arr, x_arr, r_arr = (context.make_array(signature.args[i])(context, builder, args[i])
+                               for i in (1, 3, 5))
+        row0 = context.cast(builder, args[2], signature.args[2], types.int64)
+        col0 = context.cast(builder, args[4], signature.args[4], types.int64)
+        i64 = ir.IntType(64)
+        vty = ir.VectorType(_I32, lanes)
+        n_groups = cgutils.unpack_tuple(builder, w_arr.shape, 2)[1]
+        width = ir.Constant(i64, PANEL_COLS[LAYOUT[path]])  # a constant: the panel's row stride
+        accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0] * lanes)) for _ in range(vectors)]
+                for _ in range(TILE_ROWS)]
+        undef = ir.Constant(vty, ir.Undefined)
+        broadcast = ir.Constant(vty, [0] * lanes)
+        with cgutils.for_range(builder, n_groups) as loop:
+            g = loop.index
+            base = builder.add(builder.mul(g, width), col0)
+            starts = [builder.gep(x_arr.data, [builder.add(base, ir.Constant(i64, lanes * h))])
+                      for h in range(vectors)]
+            xs = [builder.load(builder.bitcast(at, vty.as_pointer()), align=4) for at in starts]
+            for r in range(TILE_ROWS):
+                row = builder.add(row0, ir.Constant(i64, r))
+                wv = builder.load(builder.gep(w_arr.data, [builder.add(builder.mul(row, n_groups), g)]))
+                splat = builder.shuffle_vector(builder.insert_element(undef, wv, ir.Constant(_I32, 0)), undef,
+                                               broadcast)
+                for h in range(vectors):
+                    acc = accs[r][h]
+                    builder.store(_step(builder, path, builder.load(acc), xs[h], splat), acc)
+        for r in range(TILE_ROWS):
+            for h in range(vectors):
+                dst = builder.gep(r_arr.data, [ir.Constant(i64, r * lanes * vectors + lanes * h)])
+                builder.store(builder.load(accs[r][h]), builder.bitcast(dst, vty.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.void(marker, w32, o0, panel, q0, res), codegen
 
 
 @jit(**SERIAL)
-def _quantize_u8(v, scale, qmax):
-    """uint8(clip(rint(v / scale), -qmax, qmax) + 128)."""
-    q = np.rint(v / scale)
-    return np.uint8(np.int32(min(max(q, -qmax), qmax)) + 128)
+def _quantize(v, scale, qmax):
+    """int32(clip(rint(v / scale), -qmax, qmax)), v in float64 as ``QuantizedWeight.quantize_columns`` does it."""
+    q = np.rint(np.float64(v) / scale)
+    return np.int32(min(max(q, -qmax), qmax))
 
 
 @jit(**PARALLEL)
-def pack_vnni_activations(cols, scale, qmax, out):
-    """out[p, g, q] = the four bytes uint8(q_x[4g + t, p*COLS + q] + 128), t < 4, as one int32.
+def pack_words(cols, scale, qmax, per, offset, out):
+    """Quantize cols (K, J) and pack each group of ``per`` k into int32 words: out (n_panels, G, COLS).
 
-    q_x = clip(rint(cols / scale), -qmax, qmax), in float64 as
-    ``QuantizedWeight.quantize_columns`` computes it; rows past K and columns
-    past J are left as 128 (they meet zero weights or are never written
-    out). cols (K, J) float, out (n_panels, G, VNNI_COLS) int32 seen as
-    bytes. One task per panel.
+    q_x = clip(rint(cols / scale), -qmax, qmax). per = 4 ("quads"): word =
+    the bytes uint8(q_x[4g + t, j] + offset), t < 4, lowest first (offset =
+    qmax + 1 makes them unsigned); rows past K and columns past J are the
+    offset (they meet zero weights or are never written out). per = 2
+    ("pairs", offset 0): word = the int16 q_x[2g + t, j], t < 2; padding 0.
+    One task per group: it streams along its ``per`` rows of cols; the loop
+    over a panel's columns vectorises.
     """
     n_k, n_cols = cols.shape
     n_panels, n_groups, width = out.shape
-    as_bytes = out.reshape(n_panels, n_groups * width).view(np.uint8)  # (n_panels, G*COLS*4)
-    for p in numba.prange(n_panels):
-        j0 = p * width
-        m = min(width, n_cols - j0)
-        for g in range(n_groups):
-            row = as_bytes[p, g * width * 4:(g + 1) * width * 4]
-            if m < width or 4 * g + 4 > n_k:
-                for q in range(width * 4):
-                    row[q] = 128
-            if 4 * g + 4 <= n_k:
-                s0 = cols[4 * g, j0:j0 + m]
-                s1 = cols[4 * g + 1, j0:j0 + m]
-                s2 = cols[4 * g + 2, j0:j0 + m]
-                s3 = cols[4 * g + 3, j0:j0 + m]
+    bits = 32 // per
+    offset = np.int32(offset)
+    mask = np.int32((1 << bits) - 1)
+    for g in numba.prange(n_groups):
+        pad = np.int32(0)  # the k past K, in every column
+        full = np.int32(0)  # a column past J
+        for t in range(per):
+            full |= offset << np.int32(bits * t)
+            if per * g + t >= n_k:
+                pad |= offset << np.int32(bits * t)
+        for p in range(n_panels):
+            j0 = p * width
+            m = min(width, n_cols - j0)
+            dst = out[p, g]
+            for q in range(m):
+                dst[q] = pad
+            for q in range(m, width):
+                dst[q] = full
+            for t in range(min(per, n_k - per * g)):
+                src = cols[per * g + t, j0:j0 + m]
+                shift = np.int32(bits * t)
                 for q in range(m):
-                    row[4 * q] = _quantize_u8(np.float64(s0[q]), scale, qmax)
-                    row[4 * q + 1] = _quantize_u8(np.float64(s1[q]), scale, qmax)
-                    row[4 * q + 2] = _quantize_u8(np.float64(s2[q]), scale, qmax)
-                    row[4 * q + 3] = _quantize_u8(np.float64(s3[q]), scale, qmax)
-            else:
-                for t in range(n_k - 4 * g):
-                    src = cols[4 * g + t, j0:j0 + m]
-                    for q in range(m):
-                        row[4 * q + t] = _quantize_u8(np.float64(src[q]), scale, qmax)
+                    dst[q] |= ((_quantize(src[q], scale, qmax) + offset) & mask) << shift
 
 
 @jit(**PARALLEL)
-def vnni_gemm(w32, rowsum, panels, out):
-    """out (C_out, J) int32 = w (C_out, K) @ q_x on VNNI: the tiles minus 128 * the weight rows' sums.
+def tiled_int8_gemm(marker, tile_cols, w32, rowsum, offset, factor, panels, out):
+    """out (C_out, J) = factor[:, None] * (w (C_out, K) @ q_x), the integer product on the path ``marker`` selects.
 
-    w32 (R, G) int32 from int8 weights (rows padded to VNNI_ROWS, k to a
-    multiple of 4, with zeros); panels from :func:`pack_vnni_activations`.
-    Tasks are (panel) x (block of 16 row tiles), so a panel is reused from
-    cache by the rows of its block.
+    tile_cols is :data:`TILE_COLS` of that path; w32 (R, G) int32 (rows
+    padded to TILE_ROWS, k to whole groups, with zeros) and rowsum (R,) its
+    rows' sums; panels from :func:`pack_words`, whose activations are
+    offset by ``offset`` (2^(a-1) for quads, 0 for pairs), taken off as
+    offset * rowsum. factor (C_out,): int32 ones for the exact int32 product, or the
+    float scales (then the dequantized product is stored straight into a
+    float out, with no int32 temporary). Tasks are (panel) x (block of 16
+    row tiles), so a panel is reused from cache by the rows of its block.
     """
     c_out, n_cols = out.shape
-    n_panels = panels.shape[0]
-    row_tiles = w32.shape[0] // VNNI_ROWS
+    n_panels, _, width = panels.shape
+    row_tiles = w32.shape[0] // TILE_ROWS
     per_task = 16
     row_blocks = (row_tiles + per_task - 1) // per_task
     for task in numba.prange(n_panels * row_blocks):
         p = task // row_blocks
         b = task - p * row_blocks
-        res = np.empty((VNNI_ROWS, VNNI_COLS), np.int32)
-        j0 = p * VNNI_COLS
-        m = min(VNNI_COLS, n_cols - j0)
+        res = np.empty((TILE_ROWS, tile_cols), np.int32)
+        m = min(width, n_cols - p * width)
         for tile in range(b * per_task, min((b + 1) * per_task, row_tiles)):
-            o0 = tile * VNNI_ROWS
-            vnni_tile(w32, o0, panels[p], res)
-            for r in range(min(VNNI_ROWS, c_out - o0)):
-                shift = 128 * rowsum[o0 + r]
-                dst = out[o0 + r, j0:j0 + m]
-                for q in range(m):
-                    dst[q] = res[r, q] - shift
+            o0 = tile * TILE_ROWS
+            for q0 in range(0, m, tile_cols):
+                int8_tile(marker, w32, o0, panels[p], q0, res)
+                j0 = p * width + q0
+                for r in range(min(TILE_ROWS, c_out - o0)):
+                    shift = offset * rowsum[o0 + r]
+                    f = factor[o0 + r]
+                    dst = out[o0 + r, j0:j0 + min(tile_cols, m - q0)]
+                    for q in range(dst.size):
+                        dst[q] = (res[r, q] - shift) * f

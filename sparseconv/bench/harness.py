@@ -139,6 +139,7 @@ def environment():
         "machine": platform.machine(),
         "processor": system["cpu"],
         "isa_level": system["isa_level"],
+        "compiled_for": system["compiled_for"],
         "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
@@ -149,7 +150,7 @@ def environment():
         "blas": [{k: lib.get(k) for k in ("internal_api", "prefix", "version", "num_threads", "architecture")}
                  for lib in threadpool_info()],
         "env": {k: os.environ[k] for k in sorted(os.environ)
-                if k.startswith(("OMP_", "OPENBLAS_", "MKL_", "NUMBA_"))},
+                if k.startswith(("OMP_", "OPENBLAS_", "MKL_", "NUMBA_", "ATEN_", "SPARSECONV_"))},
     }
     try:
         import torch

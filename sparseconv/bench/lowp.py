@@ -10,9 +10,11 @@ A 256 x 2304 weight (256 channels, 3x3) times 196 and 6272 im2col columns
   floats, then the GEMM) and by the add-only kernel (additions and
   subtractions only);
 - 4-bit weights, float activations, decoded once (the default);
-- int8 x int8 -> int32: the kernel alone on quantized operands (VNNI where
-  the CPU has it, else the portable loop), and with the quantization of the
-  float columns; ``torch._int_mm`` as the anchor where torch has it;
+- int8 x int8 -> int32: the kernel alone on quantized operands (the path
+  the CPU takes: VNNI, AVX2's vpmaddwd on int16, or the portable loop), and
+  with the quantization of the float columns; where the path for 7-bit
+  activations differs (AVX2's vpmaddubsw), that one too; ``torch._int_mm``
+  as the anchor where torch has it;
 - a 16-centroid codebook: decoded once (the default), and the
   accumulate-then-multiply kernel (bins, then 16 multiplications per output).
 
@@ -63,8 +65,9 @@ def _contenders(w, x, torch):
     def xnor_kernel():
         return binary.xnor_dots(xbits, n)
 
-    out += [Contender("XNOR-popcount (kernel)", xnor_kernel, "numba", tol=0, reference=exact_signs),
-            Contender("XNOR-popcount + packing", lambda: binary @ x, "numba", tol=1e-6,
+    popcount = sparseconv.system.info()["xnor_popcount"]
+    out += [Contender(f"XNOR-popcount (kernel, {popcount})", xnor_kernel, "numba", tol=0, reference=exact_signs),
+            Contender(f"XNOR-popcount + packing ({popcount})", lambda: binary @ x, "numba", tol=1e-6,
                       reference=exact_signs * binary.alpha[:, None])]
     out += _methods("binary weights, float act.", sparseconv.binarize(weight), x)
     out += _methods("4-bit weights, float act.", sparseconv.quantize(weight, 4), x)
@@ -72,14 +75,10 @@ def _contenders(w, x, torch):
     quant = sparseconv.quantize(weight, 8, activations=8).calibrate(x)
     xq, s = quant.quantize_columns(x)
     exact_int = quant.codes @ xq.astype(np.int64)
-    packed, _ = quant.pack_columns(x)
-
-    def int_kernel():
-        return quant.int_dots(packed)
-    int_name = f"int8 GEMM (kernel, {quant.kernel})"
-    out += [Contender(int_name, int_kernel, "numba", tol=0, reference=exact_int),
-            Contender("int8 GEMM + quantizing x", lambda: quant @ x, "numba", tol=1e-6,
-                      reference=exact_int * (quant.scale.astype(np.float64)[:, None] * s))]
+    out += _int8("int8", quant, x)
+    narrow = sparseconv.quantize(weight, 8, activations=7).calibrate(x)
+    if narrow.kernel != quant.kernel:  # AVX2: vpmaddubsw is exact for 7-bit activations
+        out += _int8("int8 x 7-bit act.", narrow, x)
     if torch is not None and hasattr(torch, "_int_mm"):
         xq_rows = torch.from_numpy(np.ascontiguousarray(xq.T.astype(np.int8)))  # (n, K)
         wq_cols = torch.from_numpy(np.ascontiguousarray(quant.codes.T.astype(np.int8)))  # (K, C_out)
@@ -91,6 +90,17 @@ def _contenders(w, x, torch):
             pass  # shapes or build it does not support
     out += _methods("codebook k=16", sparseconv.kmeans_quantize(weight, n_clusters=16, per_channel=False), x)
     return out
+
+
+def _int8(name, quant, x):
+    """The integer kernel of ``quant`` on packed columns, and with the quantization of the float columns."""
+    xq, s = quant.quantize_columns(x)
+    exact = quant.codes @ xq.astype(np.int64)
+    packed, _ = quant.pack_columns(x)
+    return [Contender(f"{name} GEMM (kernel, {quant.kernel})", lambda: quant.int_dots(packed), "numba", tol=0,
+                      reference=exact),
+            Contender(f"{name} GEMM + quantizing x ({quant.kernel})", lambda: quant @ x, "numba", tol=1e-6,
+                      reference=exact * (quant.scale.astype(np.float64)[:, None] * s))]
 
 
 def _methods(name, op, x):
