@@ -26,6 +26,8 @@ def _bench_conv(args):
     from .bench.conv import LAYERS, bench_conv, table
     from ._table import format_table
 
+    if args.network:
+        return _bench_network(args)
     names = [name for name, *_ in LAYERS]
     if args.layers:
         unknown = [name for name in args.layers if name not in names]
@@ -39,9 +41,37 @@ def _bench_conv(args):
         print(f"first call of sparseconv.conv2d (numba compiles): {first[0]:.2f} s; later first calls "
               f"on new shapes: {max(first[1:], default=0):.2f} s at most")
     print("times are medians; ratio = sparseconv / torch (lower is better), 'ratio min' the same on best times;\n"
-          "ratio 2rt = two-runtime pipeline / sparseconv; % GEMM rate = sparseconv's rate / the GEMM rate above\n")
+          "ratio cl / ORT = sparseconv / torch channels_last / ONNX Runtime; ratio 2rt = two-runtime pipeline / "
+          "sparseconv;\n% GEMM rate = sparseconv's rate / the GEMM rate above\n")
     print(format_table(*table(result["records"], result["gemm_gflops"])))
     _write_json(args, result)
+    return 0
+
+
+def _bench_network(args):
+    from ._table import format_table
+
+    try:
+        from .bench.network import bench_network, network_table
+        import torch  # noqa: F401  (the layers are found by running the network in torch)
+    except ImportError as exc:
+        raise SystemExit(f"sparseconv bench conv --network: {exc}; pip install 'sparseconv[torch]'") from exc
+    if args.layers:
+        raise SystemExit("sparseconv bench conv: --layers picks from the fixed set; --network times every layer")
+    batches = tuple(args.batch) if args.batch else None
+    results = [bench_network(name, quick=args.quick, batches=batches, repeat=args.repeat) for name in args.network]
+    _print_environment(results[0]["environment"])
+    print("times are medians; ratio = sparseconv / the peer (lower is better); count = layers of that geometry\n")
+    for result in results:
+        headers, rows, totals = network_table(result)
+        print(f"{result['network']}:")
+        print(format_table(headers, rows))
+        for n, tot in totals.items():
+            print(f"  total conv time at N={n}: sparseconv {tot['sparseconv'] * 1e3:.2f} ms, torch "
+                  f"{tot['torch'] * 1e3:.2f} ms ({tot['sparseconv'] / tot['torch']:.2f}x), ONNX Runtime "
+                  f"{tot['onnxruntime'] * 1e3:.2f} ms ({tot['sparseconv'] / tot['onnxruntime']:.2f}x)")
+        print()
+    _write_json(args, results[0] if len(results) == 1 else {"networks": results})
     return 0
 
 
@@ -386,13 +416,17 @@ def build_parser():
                            description="Time sparseconv's kernels side by side with their peers, in one run.")
     bench_sub = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     conv = _bench_command(
-        bench_sub, "conv", "dense conv2d vs torch's CPU conv and the machine's GEMM rate",
-        "Dense sparseconv.conv2d vs torch.nn.functional.conv2d (NCHW and channels_last), the two-runtime "
-        "im2col + NumPy GEMM pipeline and the GEMM alone, on a fixed layer set.",
+        bench_sub, "conv", "dense conv2d vs torch's CPU conv, ONNX Runtime and the machine's GEMM rate",
+        "Dense sparseconv.conv2d vs torch.nn.functional.conv2d (NCHW and channels_last), ONNX Runtime's Conv, "
+        "the two-runtime im2col + NumPy GEMM pipeline and the GEMM alone, on a fixed layer set; with --network, "
+        "on every distinct conv layer of a real network at 224x224, with the network's total conv time.",
         "N=1 only, fewer and shorter samples (default 9 samples, quick 5)", _bench_conv)
     conv.add_argument("--layers", nargs="+", metavar="NAME",
                       help="only these layers, e.g. '256ch 14x14 1x1' (quote each name)")
     conv.add_argument("--batch", nargs="+", type=int, metavar="N", help="batch sizes (default 1 and 8)")
+    conv.add_argument("--network", nargs="+", metavar="NAME", choices=["mobilenet_v2", "resnet18", "igcv3_d"],
+                      help="time the conv layers of these networks (mobilenet_v2, resnet18, igcv3_d; needs torch, "
+                           "and the onnx extra for the ONNX Runtime column) instead of the fixed set")
     sparse = _bench_command(
         bench_sub, "sparse", "pruned, group and low-rank weights vs scipy.sparse, dense GEMM and torch",
         "Where fewer FLOPs become less time: sparse kernels vs scipy.sparse and the dense GEMM (256 x 2304 "

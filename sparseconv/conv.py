@@ -139,8 +139,11 @@ def dense_conv2d(x, weight, bias, geom, groups, workspace, taps=None):
                                       geom.h + geom.top + geom.bottom, geom.w + geom.left + geom.right,
                                       geom.dh, geom.dw)
         else:
-            _conv.conv_direct(x, weight, bias, out, groups, geom.kh, geom.kw, geom.sh, geom.sw,
-                              geom.top, geom.left, geom.dh, geom.dw)
+            # each phase plane covers the output rows/columns plus the farthest tap's shift
+            hq = geom.h_out + (geom.kh - 1) * geom.dh // geom.sh
+            wq = geom.w_out + (geom.kw - 1) * geom.dw // geom.sw
+            _conv.conv_direct_phases(x, weight, bias, out, groups, geom.kh, geom.kw, geom.sh, geom.sw,
+                                     geom.top, geom.left, geom.dh, geom.dw, hq, wq)
         return out
     out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out)
     n_threads = numba.get_num_threads()

@@ -59,12 +59,61 @@ def test_bench_conv_runs(tmp_path, capsys):
     data = json.loads(path.read_text())
     (rec,) = data["records"]
     assert rec["N"] == 1 and rec["flops"] == 2 * 256 * 256 * 14 * 14
-    for name in ("sparseconv", "two runtimes", "gemm"):
+    names = ["sparseconv", "two runtimes", "gemm"] + (["onnxruntime"] if _has("onnxruntime") else [])
+    for name in names:
         c = rec["contenders"][name]
         assert c["ok"], (name, c["error"])
         assert len(c["times_s"]) == 2 and all(t > 0 for t in c["times_s"])
     assert data["environment"]["numba_threads"] >= 1
     assert data["environment"]["gemm_backend"] in ("mkl", "openblas")
+
+
+def _has(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def test_network_layers_are_every_conv_of_the_network():
+    torch = pytest.importorskip("torch")
+    from sparseconv.bench.network import network_layers
+    from sparseconv.torch import models
+
+    for name in ("mobilenet_v2", "resnet18"):
+        layers = network_layers(name)
+        convs = [m for m in getattr(models, name)().modules() if isinstance(m, torch.nn.Conv2d)]
+        assert sum(layer["count"] for layer in layers) == len(convs)
+        assert len({tuple(sorted(layer.items())) for layer in layers}) == len(layers)  # each geometry once
+    mb2 = network_layers("mobilenet_v2")
+    assert {"C_in": 3, "C_out": 32, "k": 3, "stride": 2, "padding": 1, "dilation": 1, "groups": 1, "H": 224,
+            "W": 224, "count": 1} in mb2
+    assert any(layer["groups"] == layer["C_in"] == layer["C_out"] > 1 for layer in mb2)  # depthwise layers
+    with pytest.raises(ValueError, match="name must be one of"):
+        network_layers("vgg16")
+
+
+def test_bench_conv_network_totals(monkeypatch, tmp_path, capsys):
+    """The network mode on two small layers: every contender checked against torch, totals count-weighted."""
+    pytest.importorskip("torch")
+    from sparseconv.bench import network
+
+    layers = [{"C_in": 8, "C_out": 8, "k": 3, "stride": 2, "padding": 1, "dilation": 1, "groups": 8, "H": 12,
+               "W": 12, "count": 3},
+              {"C_in": 8, "C_out": 16, "k": 1, "stride": 1, "padding": 0, "dilation": 1, "groups": 1, "H": 6,
+               "W": 6, "count": 2}]
+    monkeypatch.setattr(network, "network_layers", lambda name: layers)
+    path = tmp_path / "net.json"
+    assert main(["bench", "conv", "--network", "resnet18", "--quick", "--repeat", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "8->8 3x3/2 dw 12x12" in out and "total conv time at N=1" in out
+    data = json.loads(path.read_text())
+    assert [r["count"] for r in data["records"]] == [3, 2]
+    for rec in data["records"]:
+        for name, c in rec["contenders"].items():
+            assert c["ok"], (name, c["error"])
+    _, _, totals = network.network_table(data)
+    expected = sum(r["count"] * r["contenders"]["sparseconv"]["median_s"] for r in data["records"])
+    assert totals[1]["sparseconv"] == pytest.approx(expected)
 
 
 @pytest.mark.slow

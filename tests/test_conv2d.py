@@ -29,6 +29,12 @@ CASES = [
     (2, 8, 8, 7, 9, 3, 1, 1, 1, 4),
     (2, 6, 6, 8, 7, 3, 1, 1, 1, 6),  # depthwise
     (1, 6, 12, 8, 7, 3, 2, 1, 1, 6),  # depthwise, channel multiplier 2, strided
+    # strided direct path (stride phases): rectangular strides, dilations, padding, a stride above the kernel
+    (2, 6, 6, 11, 13, 3, (2, 3), (1, 2), (2, 1), 6),
+    (1, 4, 4, 9, 9, 1, 2, 0, 1, 4),
+    (2, 5, 10, 12, 9, (3, 5), (3, 2), (0, 2), 1, 5),
+    (1, 6, 6, 10, 10, 3, 4, 3, 1, 3),
+    (1, 8, 8, 7, 7, 5, 2, 2, 2, 8),
     (1, 6, 6, 9, 8, 5, 1, 2, 1, 3),
     (2, 4, 3, 6, 6, 6, 1, 0, 1, 1),  # kernel as large as the input
     (5, 2, 3, 4, 3, 2, 3, 1, 1, 1),

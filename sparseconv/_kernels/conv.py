@@ -100,57 +100,6 @@ def taps_first(w, out):
 
 
 @jit(**PARALLEL)
-def conv_direct(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw):
-    """Grouped conv by direct loops, for groups too small for a GEMM (depthwise and the like).
-
-    x (N, C_in, H, W), w (C_out, C_in/groups, kH, kW), out (N, C_out, H_out, W_out).
-    Parallel over blocks of (image, output channel) planes; each output row is
-    summed in a block-local buffer (which LLVM may assume aliases nothing,
-    so the loop over the row vectorises), then written out.
-    """
-    n_img, _, height, width = x.shape
-    c_out, cin_g = w.shape[0], w.shape[1]
-    cout_g = c_out // groups
-    h_out, w_out = out.shape[2], out.shape[3]
-    lo = np.empty(kw, np.int64)  # valid output columns [lo[j], hi[j]) of tap column j
-    hi = np.empty(kw, np.int64)
-    for j in range(kw):
-        off = j * dw - left
-        lo[j] = 0 if off >= 0 else (-off + sw - 1) // sw
-        hi[j] = min(w_out, (width - 1 - off) // sw + 1) if width - 1 - off >= 0 else 0
-        lo[j] = min(lo[j], max(hi[j], 0))
-    n_planes = n_img * c_out
-    per_block = max(1, (n_planes + 63) // 64)  # few enough blocks that setup is amortised
-    for blk in numba.prange((n_planes + per_block - 1) // per_block):
-        acc = np.empty(w_out, out.dtype)
-        for task in range(blk * per_block, min((blk + 1) * per_block, n_planes)):
-            n = task // c_out
-            o = task - n * c_out
-            first = (o // cout_g) * cin_g
-            for oh in range(h_out):
-                _fill(acc, bias[o])
-                for c in range(cin_g):
-                    for i in range(kh):
-                        ih = oh * sh + i * dh - top
-                        if ih < 0 or ih >= height:
-                            continue
-                        src = x[n, first + c, ih]
-                        for j in range(kw):
-                            v = w[o, c, i, j]
-                            off = j * dw - left
-                            a = acc[lo[j]:hi[j]]
-                            if sw == 1:  # slices first: indices from 0 need no wraparound, so this vectorises
-                                b = src[lo[j] + off:hi[j] + off]
-                                for k in range(a.size):
-                                    a[k] += v * b[k]
-                            else:
-                                start = lo[j] * sw + off
-                                for k in range(a.size):
-                                    a[k] += v * src[start + k * sw]
-                _add(out[n, o, oh], acc, 0)
-
-
-@jit(**PARALLEL)
 def conv_direct_shifted(x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, dw):
     """Stride-1 grouped conv by direct loops over whole padded planes (small images, depthwise).
 
@@ -187,6 +136,63 @@ def conv_direct_shifted(x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, 
                             acc[t] += v * src[t]
             for oh in range(h_out):
                 _add(out[n, o, oh], acc[oh * wp:], 0)
+
+
+@jit(**PARALLEL)
+def conv_direct_phases(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw, hq, wq):
+    """Strided grouped conv by direct loops over whole planes split into stride phases (depthwise, stride 2).
+
+    Per (image, output channel) plane: each input channel of its group is
+    split into sh*sw zero-padded phase planes, phase (a, b)[r, q] =
+    x_pad[r*sH + a, q*sW + b], each (hq, wq) with wq >= W_out + the largest
+    (j*dW) // sW. Tap (i, j) then reads phase ((i*dH) % sH, (j*dW) % sW)
+    shifted by ((i*dH) // sH) rows and ((j*dW) // sW) columns: as in
+    :func:`conv_direct_shifted`, one long contiguous loop per tap over the
+    output rows computed on width wq, instead of a strided gather per row.
+    """
+    n_img, _, height, width = x.shape
+    c_out, cin_g = w.shape[0], w.shape[1]
+    cout_g = c_out // groups
+    h_out = out.shape[2]
+    span = h_out * wq
+    plane = hq * wq + wq  # one spare row: the last tap's run may end past the last phase row
+    n_planes = n_img * c_out
+    per_block = max(1, (n_planes + 63) // 64)
+    for blk in numba.prange((n_planes + per_block - 1) // per_block):
+        phases = np.empty(sh * sw * plane, x.dtype)  # (sH*sW, hq*wq + wq)
+        acc = np.empty(span, out.dtype)
+        for task in range(blk * per_block, min((blk + 1) * per_block, n_planes)):
+            n = task // c_out
+            o = task - n * c_out
+            first = (o // cout_g) * cin_g
+            _fill(acc, bias[o])
+            for c in range(cin_g):
+                _fill(phases, 0)
+                src = x[n, first + c]
+                for a in range(sh):
+                    for b in range(sw):
+                        dst = phases[(a * sw + b) * plane:]
+                        # the phase columns q whose input column q*sW + b - left lies in [0, W)
+                        q0 = max(0, (left - b + sw - 1) // sw)
+                        q1 = min(wq, (width - 1 + left - b) // sw + 1)
+                        for r in range(hq):
+                            ih = r * sh + a - top
+                            if ih < 0 or ih >= height or q1 <= q0:
+                                continue
+                            seg = dst[r * wq + q0:r * wq + q1]
+                            row = src[ih, q0 * sw + b - left:]
+                            for q in range(seg.size):
+                                seg[q] = row[q * sw]
+                for i in range(kh):
+                    for j in range(kw):
+                        v = w[o, c, i, j]
+                        phase = ((i * dh) % sh) * sw + (j * dw) % sw
+                        shift = ((i * dh) // sh) * wq + (j * dw) // sw
+                        run = phases[phase * plane + shift:]
+                        for t in range(span):
+                            acc[t] += v * run[t]
+            for oh in range(h_out):
+                _add(out[n, o, oh], acc[oh * wq:], 0)
 
 
 @jit(**PARALLEL)

@@ -8,6 +8,9 @@ For every layer of a fixed set it times, side by side in one run:
   avoids: the two thread pools compete for the cores);
 - ``torch``: ``torch.nn.functional.conv2d`` on NCHW tensors, and
   ``torch cl`` on channels_last tensors, the next bar (when torch is installed);
+- ``onnxruntime``: a one-node ONNX Conv model in ONNX Runtime (MLAS), what
+  CPU models are deployed with, on as many threads as numba's (when the
+  ``onnx`` extra is installed);
 - ``gemm``: the GEMM alone, W @ cols on a prebuilt column matrix (NumPy),
   the ceiling an im2col method can reach on this shape.
 
@@ -20,7 +23,7 @@ import sparseconv
 
 from .harness import Contender, environment, run
 
-__all__ = ["LAYERS", "bench_conv", "gemm_rate"]
+__all__ = ["LAYERS", "bench_conv", "gemm_rate", "ort_conv"]
 
 #: (name, C, H=W, k): C -> C channels, k x k kernel, stride 1, 'same' padding
 LAYERS = [
@@ -76,7 +79,44 @@ def _contenders(x, w, pad):
     wcl = wt.contiguous(memory_format=torch.channels_last)
     out.append(Contender("torch", lambda: F.conv2d(xt, wt, padding=pad).numpy(), "torch"))
     out.append(Contender("torch cl", lambda: F.conv2d(xcl, wcl, padding=pad).numpy(), "torch"))
-    return out
+    return out + _ort_contender(x, w, padding=pad)
+
+
+def ort_conv(x, w, stride=1, padding=0, dilation=1, groups=1):
+    """A function running ``Conv`` of ONNX Runtime on ``x`` (N, C_in, H, W) with weight ``w`` (an initializer),
+    or None where onnx/onnxruntime are not installed.
+
+    One session on as many intra-op threads as numba uses, its default
+    (spinning) thread pool; the harness pauses after it as after OpenBLAS.
+    """
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    import numba
+
+    n, c_in, h, wd = x.shape
+    node = helper.make_node("Conv", ["x", "w"], ["y"], strides=[stride] * 2, pads=[padding] * 4,
+                            dilations=[dilation] * 2, group=groups)
+    graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(np.ascontiguousarray(w, np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)  # what this onnxruntime reads
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = numba.get_num_threads()
+    so.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    xf = np.ascontiguousarray(x, np.float32)
+    del onnx  # imported to fail early, with the ImportError, where only onnxruntime is installed
+    return lambda: session.run(None, {"x": xf})[0]
+
+
+def _ort_contender(x, w, **geometry):
+    fn = ort_conv(x, w, **geometry)
+    return [] if fn is None else [Contender("onnxruntime", fn, "onnxruntime")]
 
 
 def bench_conv(quick=False, layers=None, batches=None, repeat=None, progress=print):
@@ -123,7 +163,7 @@ def table(records, peak):
     """(headers, rows) of the printed summary: medians in ms, rates, and the ratios the issue asks for."""
     best_gemm = max(peak.values()) if peak else float("nan")
     headers = ["layer", "N", "sparseconv ms", "GFLOP/s", "% GEMM rate", "torch ms", "ratio", "ratio min",
-               "torch cl ms", "ratio cl", "2 runtimes ms", "ratio 2rt", "gemm-only GFLOP/s"]
+               "torch cl ms", "ratio cl", "ORT ms", "ratio ORT", "2 runtimes ms", "ratio 2rt", "gemm-only GFLOP/s"]
     rows = []
     for rec in records:
         cs = rec["contenders"]
@@ -139,6 +179,7 @@ def table(records, peak):
             f"{stat('torch') * 1e3:.2f}", f"{sc / stat('torch'):.2f}",
             f"{stat('sparseconv', 'min_s') / stat('torch', 'min_s'):.2f}",
             f"{stat('torch cl') * 1e3:.2f}", f"{sc / stat('torch cl'):.2f}",
+            f"{stat('onnxruntime') * 1e3:.2f}", f"{sc / stat('onnxruntime'):.2f}",
             f"{stat('two runtimes') * 1e3:.2f}", f"{stat('two runtimes') / sc:.2f}",
             f"{rec['flops'] / stat('gemm') / 1e9:.0f}",
         ])

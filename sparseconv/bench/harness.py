@@ -96,14 +96,14 @@ def _sample(fn, min_sample_s):
 
 
 def _pause(runtime, pause_s):
-    return 5 * pause_s if "openblas" in runtime else pause_s
+    return 5 * pause_s if "openblas" in runtime or runtime == "onnxruntime" else pause_s
 
 
 def run(contenders, reference, repeat=7, min_sample_s=0.03, pause_s=0.2):
     """Check, warm up and time ``contenders`` alternately; return one :class:`Result` each.
 
     ``pause_s`` is slept on every change of thread runtime (5 times that
-    after an OpenBLAS one).
+    after an OpenBLAS or ONNX Runtime one, whose threads spin).
     """
     results = []
     for c in contenders:
