@@ -43,6 +43,8 @@ _DIRECT_MAX_DEPTH = 18
 # Output columns per task: enough for an efficient GEMM, small enough that a
 # task's im2col tile stays in the core's L2 cache.
 _TILE_COLUMNS = 256
+#: weights with more entries than this are re-laid out tap-major by numba's threads, smaller ones by NumPy
+_PARALLEL_RELAYOUT = 1 << 18
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -188,6 +190,10 @@ def _im2col_tiles(x, weight, bias, out, geom, groups, workspace, n_threads):
 def tap_major(weight):
     """The (C_out, C_in/groups, kH, kW) weight as (kH*kW, C_out, C_in/groups): one matrix per tap."""
     c_out, cin_g, kh, kw = weight.shape
+    if kh * kw == 1:  # already in that order: a plain copy
+        return np.array(weight.reshape(1, c_out, cin_g))
+    if weight.size <= _PARALLEL_RELAYOUT:  # waking numba's threads would cost more than the copy
+        return np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(kh * kw, c_out, cin_g)
     wt = np.empty((kh * kw, c_out, cin_g), weight.dtype)
     _conv.taps_first(weight, wt)
     return wt

@@ -173,3 +173,16 @@ def test_generic_operator_path(rng):
     ):
         assert_close(sc.conv2d(x, Plain(weight), bias, workspace=workspace, **kwargs),
                      torch_conv2d(x, weight, bias, **kwargs))
+
+
+@pytest.mark.parametrize("shape", [(384, 64, 1, 1), (24, 96, 3, 3), (3, 2, 2, 5), (256, 130, 3, 3)])
+def test_tap_major_is_one_matrix_per_tap(rng, shape):
+    """Every branch (1x1 copy, NumPy transpose, numba threads above 2^18 entries) against the definition."""
+    from sparseconv.conv import tap_major
+
+    w = rng.standard_normal(shape).astype(np.float32)
+    c_out, cin_g, kh, kw = shape
+    expected = np.stack([w[:, :, i, j] for i in range(kh) for j in range(kw)])  # (kH*kW, C_out, C_in/groups)
+    taps = tap_major(w)
+    assert taps.flags.c_contiguous and not np.shares_memory(taps, w)
+    assert np.array_equal(taps, expected)
