@@ -6,7 +6,7 @@
 """
 
 from .columns import col2im, conv_output_shape, im2col
-from .conv import DEFAULT_WORKSPACE, conv2d
+from .conv import DEFAULT_WORKSPACE, conv2d, conv2d_method
 from .cost import Cost, conv_cost
 from .dense import DenseWeight, as_operator
 from .operator import NonlinearWeight, WeightOperator, load, relative_error
@@ -52,6 +52,7 @@ __all__ = [
     "col2im",
     "complementary",
     "conv2d",
+    "conv2d_method",
     "conv_cost",
     "conv_output_shape",
     "igcv1",

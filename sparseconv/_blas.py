@@ -25,7 +25,8 @@ first time a kernel asks for a GEMM (:func:`backend`, :func:`address`), so
 
 The arrays here are row-major; BLAS is column-major. A row-major product
 ``C = A @ B`` is the column-major product ``C^T = B^T @ A^T``, so the call
-passes ``B`` first and swaps ``m`` and ``n``.
+passes ``B`` first and swaps ``m`` and ``n``; ``C = A @ B^T`` with B stored
+row-major (n, k) is the same call with B's op set to transpose.
 """
 
 import ctypes
@@ -125,6 +126,17 @@ def gemm(fn, m, n, k, a, lda, b, ldb, c, ldc, beta):
     and ``c`` are 1-D views whose first element is the block's top-left
     entry; ``lda``, ``ldb``, ``ldc`` are row strides.
     """
+    return _gemm(fn, False, m, n, k, a, lda, b, ldb, c, ldc, beta)
+
+
+@jit(**SERIAL)
+def gemm_nt(fn, m, n, k, a, lda, b, ldb, c, ldc, beta):
+    """``c[:m, :n] = a[:m, :k] @ b[:n, :k].T + beta * c``: as :func:`gemm`, with ``b`` stored (n, k)."""
+    return _gemm(fn, True, m, n, k, a, lda, b, ldb, c, ldc, beta)
+
+
+@jit(**SERIAL)
+def _gemm(fn, b_transposed, m, n, k, a, lda, b, ldb, c, ldc, beta):
     ints = np.empty(6, np.int32)  # n, m, k, ldb, lda, ldc: Fortran passes every argument by address
     ints[0] = n
     ints[1] = m
@@ -135,10 +147,11 @@ def gemm(fn, m, n, k, a, lda, b, ldb, c, ldc, beta):
     scal = np.empty(2, c.dtype)  # alpha, beta
     scal[0] = 1.0
     scal[1] = beta
-    trans = np.empty(1, np.uint8)
-    trans[0] = 78  # 'N'
+    trans = np.empty(2, np.uint8)  # op of b (the Fortran call's first operand), op of a
+    trans[0] = 84 if b_transposed else 78  # 'T' or 'N'
+    trans[1] = 78
     ip, sp, tp = ints.ctypes.data, scal.ctypes.data, trans.ctypes.data
-    _call_gemm(fn, tp, tp, ip, ip + 4, ip + 8, sp, b.ctypes.data, ip + 12, a.ctypes.data, ip + 16,
+    _call_gemm(fn, tp, tp + 1, ip, ip + 4, ip + 8, sp, b.ctypes.data, ip + 12, a.ctypes.data, ip + 16,
                sp + scal.itemsize, c.ctypes.data, ip + 20)
     return ints[0] + trans[0]  # the buffers are used after the call, so they live through it
 

@@ -25,7 +25,6 @@ sign(0) is +1 here, for weights and activations alike (so zero padding
 binarises to +1, as a sign function without a zero does).
 """
 
-import numba
 import numpy as np
 
 from ._kernels import bits as _bits
@@ -125,9 +124,8 @@ class BinaryWeight(DecodedFirst, WeightOperator):
         n = cols.shape[1]
         colsum = cols.sum(axis=0)
         out = np.empty((c_out, n), cols.dtype)
-        with numba.parallel_chunksize(1):
-            _bits.signed_sum(self.bits, cols, colsum, self.alpha.astype(cols.dtype), out, _TILE,
-                             _row_blocks(c_out, n, _TILE))
+        _bits.signed_sum(self.bits, cols, colsum, self.alpha.astype(cols.dtype), out, _TILE,
+                         _row_blocks(c_out, n, _TILE))
         return out
 
     def _rmatmat(self, y):

@@ -14,7 +14,6 @@ smallest and the largest weight), which keeps the rare large weights.
 
 import warnings
 
-import numba
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
@@ -103,8 +102,7 @@ class CodebookWeight(DecodedFirst, WeightOperator):
         cols = np.ascontiguousarray(cols, dtype=np.result_type(cols.dtype, self.dtype))
         out = np.empty((self.shape[0], cols.shape[1]), cols.dtype)
         table = np.ascontiguousarray(self.codebook.reshape(-1, self.n_clusters), dtype=cols.dtype)
-        with numba.parallel_chunksize(1):
-            _lowp.codebook_gemm(self._idx(), table, cols, out, _TILE, _row_blocks(self.shape[0], cols.shape[1], _TILE))
+        _lowp.codebook_gemm(self._idx(), table, cols, out, _TILE, _row_blocks(self.shape[0], cols.shape[1], _TILE))
         return out
 
     def _rmatmat(self, y):

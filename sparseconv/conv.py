@@ -5,16 +5,20 @@ flipped); ``conv2d`` follows ``torch.nn.functional.conv2d`` exactly,
 including its argument names and grouped-weight layout.
 """
 
+import contextlib
+import functools
+
 import numba
 import numpy as np
 
+from ._kernels import channels_last as _cl
 from ._kernels import conv as _conv
 from . import _blas
 from ._threads import blas_single_threaded
 from ._validation import as_array, as_input, geometry, integer, positive_int
 from .operator import _Weight
 
-__all__ = ["DEFAULT_WORKSPACE", "conv2d"]
+__all__ = ["DEFAULT_WORKSPACE", "conv2d", "conv2d_method"]
 
 #: default bound, in bytes, on the temporary buffers one conv2d call allocates
 DEFAULT_WORKSPACE = 256 * 2**20
@@ -45,6 +49,16 @@ _DIRECT_MAX_DEPTH = 18
 _TILE_COLUMNS = 256
 #: weights with more entries than this are re-laid out tap-major by numba's threads, smaller ones by NumPy
 _PARALLEL_RELAYOUT = 1 << 18
+# A conv of fewer multiply-adds than this runs on the calling thread: waking
+# numba's pool and waiting for it costs a few microseconds, more than the
+# second thread saves on so little arithmetic.
+_SERIAL_MAX_MACS = 1 << 17
+# The channels-last im2col path needs a pixel's kernel row (kW*C_in values)
+# to be at least one vector long; shorter runs copy faster from NCHW rows.
+_CL_MIN_RUN = 16
+# Plans remembered by conv2d, per call signature; a full table is emptied.
+_MAX_PLANS = 512
+_plans = {}
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -82,7 +96,83 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     ``y[n, o, h, w] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * x_pad[n, g*C_in/G + c, h*sH + i*dH, w*sW + j*dW]``
     with g = o // (C_out/G) and x_pad = x with zeros around it. In matrix form,
     per group, ``Y = W @ im2col(x)``. NaN and inf propagate as in torch.
+
+    A call with C-contiguous float32 or float64 arrays of one dtype and
+    plain ``int``/``str``/tuple arguments is remembered: the next call with
+    the same shapes and arguments skips validation and planning;
+    :func:`conv2d_method` says which kernel it runs.
     """
+    key = _call_key(x, weight, bias, stride, padding, dilation, groups, workspace)
+    run = _plans.get(key) if key is not None else None
+    if run is None:
+        run, x, weight, bias = _plan_call(x, weight, bias, stride, padding, dilation, groups, workspace)
+        if key is not None:
+            if len(_plans) >= _MAX_PLANS:
+                _plans.clear()
+            _plans[key] = run
+    return run(x, weight, bias, None)
+
+
+def conv2d_method(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, workspace=DEFAULT_WORKSPACE):
+    """The method :func:`conv2d` takes for these arguments, as a string (nothing is convolved).
+
+    Takes conv2d's arguments and checks them as it does.
+
+    One of ``'direct'`` (depthwise and small groups: loops over whole
+    planes), ``'direct-phases'`` (the same, strided: each plane split into
+    its stride phases), ``'shifted'`` (stride 1: one GEMM per kernel tap on
+    the padded input), ``'im2col'`` (GEMMs on im2col tiles), ``'empty'``
+    (a zero-size output), or ``'operator'`` (an operator's own method: see
+    its ``method``), followed by ``', serial'`` when the call is small
+    enough to run on the calling thread.
+    """
+    run = _plan_call(x, weight, bias, stride, padding, dilation, groups, workspace)[0]
+    return getattr(run, "method", "operator")
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_INTS = (int,) * 5
+
+
+def _plain(value):
+    """``value`` itself if it can be part of a plan's key (an exact int, str or tuple of ints), else None.
+
+    Exact types only: ``True == 1`` and ``1.0 == 1`` hash alike, but only the
+    int is accepted, so they must take the validating path.
+    """
+    kind = type(value)
+    if kind is int or kind is str:
+        return value
+    if kind is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return value
+    return None
+
+
+def _call_key(x, weight, bias, stride, padding, dilation, groups, workspace):
+    """The key conv2d remembers a plan under, or None where the arguments need converting or checking."""
+    if type(x) is not np.ndarray or type(weight) is not np.ndarray:
+        return None
+    dtype = x.dtype
+    if (dtype is not _F32 and dtype is not _F64) or weight.dtype is not dtype:
+        return None
+    if not (x.flags.c_contiguous and weight.flags.c_contiguous):
+        return None
+    if bias is None:
+        b_shape = None
+    elif type(bias) is np.ndarray and bias.dtype is dtype and bias.flags.c_contiguous:
+        b_shape = bias.shape
+    else:
+        return None
+    args = (stride, padding, dilation, groups, workspace)
+    if tuple(map(type, args)) != _INTS:  # the common case, all ints, checked at once
+        args = (_plain(stride), _plain(padding), _plain(dilation), _plain(groups), _plain(workspace))
+        if None in args or type(groups) is not int or type(workspace) is not int:
+            return None
+    return (x.shape, weight.shape, b_shape, dtype.char, args, numba.get_num_threads())
+
+
+def _plan_call(x, weight, bias, stride, padding, dilation, groups, workspace):
+    """Validate and convert conv2d's arguments; return (run, x, weight, bias), run(x, weight, bias, layout) -> y."""
     x = as_input(x)
     if isinstance(weight, _Weight):
         if groups != 1:
@@ -113,46 +203,97 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         if bias.shape != (c_out,):
             raise ValueError(f"bias must have shape (C_out,) = ({c_out},), got {bias.shape}")
         bias = np.ascontiguousarray(bias, dtype=x.dtype)
-    workspace = integer(workspace, "workspace", 1, note=" (bytes)")
+    workspace = int(integer(workspace, "workspace", 1, note=" (bytes)"))
     if isinstance(weight, _Weight):
-        return weight._conv2d(x, geom, bias, int(workspace))
-    return dense_conv2d(x, np.ascontiguousarray(weight, dtype=x.dtype), bias, geom, int(groups), int(workspace))
+        op = weight
+        return (lambda x, weight, bias, layout: op._conv2d(x, geom, bias, workspace)), x, op, bias
+    weight = np.ascontiguousarray(weight, dtype=x.dtype)
+    run = _dense_plan(x.shape, x.dtype, weight.shape, geom, int(groups), workspace, False, numba.get_num_threads())
+    return run, x, weight, bias
 
 
-def dense_conv2d(x, weight, bias, geom, groups, workspace, taps=None):
-    """Validated driver of the dense kernels: picks the path, sizes the tiles, bounds the workspace.
+def dense_conv2d(x, weight, bias, geom, groups, workspace, layout=None):
+    """Validated driver of the dense kernels: runs the plan for these shapes (made once, then remembered).
 
-    ``taps``, if given, is the weight already in the stride-1 kernel's
-    layout (see :func:`tap_major`), which saves re-laying it out per call.
+    ``layout(kind, make)``, if given, returns ``make(weight)`` kept from an
+    earlier call (an operator's cache): the weight in a kernel's own layout,
+    :func:`tap_major` or :func:`channels_last_weight`, then is not re-laid
+    out per call.
     """
-    n_img, c_in = x.shape[:2]
-    c_out = weight.shape[0]
+    run = _dense_plan(x.shape, x.dtype, weight.shape, geom, groups, workspace, layout is not None,
+                      numba.get_num_threads())
+    return run(x, weight, bias, layout)
+
+
+@functools.lru_cache(maxsize=_MAX_PLANS)
+def _dense_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, n_threads):
+    """run(x, weight, bias, layout) -> y for these shapes: the kernel, its tiling and workspace, chosen once.
+
+    Everything here depends on shapes and arguments only, never on values,
+    so one plan serves every call with the same ones.
+    """
+    n_img, c_in = x_shape[:2]
+    c_out, cin_g = w_shape[:2]
+    out_shape = (n_img, c_out, geom.h_out, geom.w_out)
     p_img = geom.h_out * geom.w_out
     if n_img * c_out * p_img == 0 or c_in == 0:
-        out = np.zeros((n_img, c_out, geom.h_out, geom.w_out), x.dtype)
-        return out if bias is None else out + bias[None, :, None, None]
-    bias = np.zeros(c_out, x.dtype) if bias is None else bias
+        def run(x, weight, bias, layout):
+            out = np.zeros(out_shape, dtype)
+            return out if bias is None else out + bias[None, :, None, None]
+        run.method = "empty"
+        return run
     kk = geom.kh * geom.kw
-    cin_g = weight.shape[1]
+    serial = n_threads == 1 or n_img * c_out * p_img * cin_g * kk < _SERIAL_MAX_MACS
     if groups > 1 and (cin_g == 1 or (kk > 1 and cin_g * kk <= _DIRECT_MAX_DEPTH)):
-        out = np.empty((n_img, c_out, geom.h_out, geom.w_out), x.dtype)
-        if (geom.sh, geom.sw) == (1, 1):
-            _conv.conv_direct_shifted(x, weight, bias, out, groups, geom.kh, geom.kw, geom.top, geom.left,
-                                      geom.h + geom.top + geom.bottom, geom.w + geom.left + geom.right,
-                                      geom.dh, geom.dw)
-        else:
-            # each phase plane covers the output rows/columns plus the farthest tap's shift
-            hq = geom.h_out + (geom.kh - 1) * geom.dh // geom.sh
-            wq = geom.w_out + (geom.kw - 1) * geom.dw // geom.sw
-            _conv.conv_direct_phases(x, weight, bias, out, groups, geom.kh, geom.kw, geom.sh, geom.sw,
-                                     geom.top, geom.left, geom.dh, geom.dw, hq, wq)
+        run = _direct_plan(out_shape, dtype, geom, groups, serial)
+    else:
+        slabs = 1 if serial else n_threads  # workspace slabs: one per thread that runs tasks
+        run = (_shifted_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, serial, slabs)
+               or _channels_last_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, serial, slabs)
+               or _im2col_plan(x_shape, dtype, w_shape, geom, groups, workspace, serial, slabs))
+    run.method += ", serial" if serial else ""
+    return run
+
+
+def _direct_plan(out_shape, dtype, geom, groups, serial):
+    zeros = np.zeros(out_shape[1], dtype)  # the bias of a call without one; never written
+    if (geom.sh, geom.sw) == (1, 1):
+        kernel, method = _conv.conv_direct_shifted, "direct"
+        args = (groups, geom.kh, geom.kw, geom.top, geom.left, geom.h + geom.top + geom.bottom,
+                geom.w + geom.left + geom.right, geom.dh, geom.dw, serial)
+    else:
+        kernel, method = _conv.conv_direct_phases, "direct-phases"
+        # each phase plane covers the output rows/columns plus the farthest tap's shift
+        hq = geom.h_out + (geom.kh - 1) * geom.dh // geom.sh
+        wq = geom.w_out + (geom.kw - 1) * geom.dw // geom.sw
+        args = (groups, geom.kh, geom.kw, geom.sh, geom.sw, geom.top, geom.left, geom.dh, geom.dw, hq, wq, serial)
+
+    def run(x, weight, bias, layout):
+        out = np.empty(out_shape, dtype)
+        kernel(x, weight, zeros if bias is None else bias, out, *args)
         return out
-    out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out)
-    n_threads = numba.get_num_threads()
-    with blas_single_threaded(), numba.parallel_chunksize(1):
-        if not _shifted(x, weight, taps, bias, out, geom, groups, workspace, n_threads):
-            _im2col_tiles(x, weight, bias, out, geom, groups, workspace, n_threads)
-    return out.reshape(n_img, c_out, geom.h_out, geom.w_out)
+    run.method = method
+    return run
+
+
+def _gemm_run(kernel, fn, out_shape, dtype, ws_shapes, args, serial, weight_arg):
+    """run(x, weight, bias, layout) of a GEMM kernel: allocates the output and the per-thread slabs, calls it.
+
+    ``weight_arg(weight, taps)`` is the weight in the kernel's layout. A
+    serial call leaves BLAS as it is: the products are then too small for
+    OpenBLAS to use its threads.
+    """
+    n_img, c_out, h_out, w_out = out_shape
+    zeros = np.zeros(c_out, dtype)  # the bias of a call without one; never written
+    limit = contextlib.nullcontext if serial else blas_single_threaded
+
+    def run(x, weight, bias, layout):
+        out = np.empty((n_img, c_out, h_out * w_out), dtype)  # (N, C_out, H_out*W_out)
+        ws = [np.empty(shape, dtype) for shape in ws_shapes]
+        with limit():
+            kernel(fn, x, weight_arg(weight, layout), zeros if bias is None else bias, out, *ws, *args)
+        return out.reshape(out_shape)
+    return run
 
 
 def _blocks(n_units, c_out, n_threads):
@@ -162,29 +303,44 @@ def _blocks(n_units, c_out, n_threads):
     return min(c_out, -(-n_threads // n_units))
 
 
-def _im2col_tiles(x, weight, bias, out, geom, groups, workspace, n_threads):
-    n_img, c_in = x.shape[:2]
-    c_out = weight.shape[0]
+def _tiling(n_img, p_img, c_out, slabs):
+    """(tile, per_img, m_blocks, m_block): output columns per task, tiles per image (0: tiles cut the flat N*P
+    columns), output-channel blocks, for ``slabs`` threads. Images of at least one tile get tiles of their own,
+    so that each task's product is written straight into the output."""
+    if p_img >= _TILE_COLUMNS:
+        per_img = -(-p_img // _TILE_COLUMNS)
+        while n_img * per_img >= slabs and (n_img * per_img) % slabs:
+            per_img += 1  # a whole number of rounds
+        n_tiles = n_img * per_img
+        tile = -(-p_img // per_img)
+    else:
+        per_img = 0
+        n_tiles = -(-n_img * p_img // _TILE_COLUMNS)
+        if n_tiles >= slabs:
+            n_tiles = -(-n_tiles // slabs) * slabs  # a whole number of rounds
+        tile = -(-n_img * p_img // n_tiles)
+    m_blocks = _blocks(n_tiles, c_out, slabs)
+    return tile, per_img, m_blocks, -(-c_out // m_blocks)
+
+
+def _im2col_plan(x_shape, dtype, w_shape, geom, groups, workspace, serial, slabs):
+    n_img, c_in = x_shape[:2]
+    c_out = w_shape[0]
     k = c_in * geom.kh * geom.kw
-    total = n_img * geom.h_out * geom.w_out
-    isz = x.dtype.itemsize
-    n_tiles = -(-total // _TILE_COLUMNS)
-    if n_tiles >= n_threads:
-        n_tiles = -(-n_tiles // n_threads) * n_threads  # a whole number of rounds
-    tile = -(-total // n_tiles)
-    m_blocks = _blocks(n_tiles, c_out, n_threads)
-    m_block = -(-c_out // m_blocks)
-    per_col = n_threads * (k + m_block) * isz
+    tile, per_img, m_blocks, m_block = _tiling(n_img, geom.h_out * geom.w_out, c_out, slabs)
+    per_col = slabs * (k + m_block) * dtype.itemsize
     if tile * per_col > workspace:
-        tile = workspace // per_col
+        tile, per_img = workspace // per_col, 0
         if tile < 1:
             raise ValueError(
                 f"workspace={workspace} bytes is too small for this layer; it needs at least {per_col}"
             )
-    ws_cols = np.empty((n_threads, k * tile), x.dtype)
-    ws_out = np.empty((n_threads, m_block * tile), x.dtype)
-    _conv.conv_im2col(_blas.address(x.dtype), x, weight.reshape(c_out, -1), bias, out, ws_cols, ws_out, groups,
-                      tile, m_blocks, *geom.kernel_args)
+    run = _gemm_run(_conv.conv_im2col, _blas.address(dtype), (n_img, c_out, geom.h_out, geom.w_out), dtype,
+                    ((slabs, k * tile), (slabs, m_block * tile)),
+                    (groups, tile, per_img, m_blocks, *geom.kernel_args, serial), serial,
+                    lambda weight, layout: weight.reshape(c_out, -1))
+    run.method = "im2col"
+    return run
 
 
 def tap_major(weight):
@@ -199,39 +355,99 @@ def tap_major(weight):
     return wt
 
 
-def _shifted(x, weight, taps, bias, out, geom, groups, workspace, n_threads):
-    """Run the stride-1 shifted-GEMM kernel if it fits and pays; return whether it ran."""
-    if (geom.sh, geom.sw) != (1, 1) or (groups == 1 and weight.shape[1] < _SHIFTED_MIN_DEPTH):
-        return False
+def channels_last_weight(weight):
+    """The (C_out, C_in, kH, kW) weight as (C_out, kH*kW*C_in), columns in (i, j, c) order: the channels-last layout."""
+    c_out = weight.shape[0]
+    return np.ascontiguousarray(weight.transpose(0, 2, 3, 1)).reshape(c_out, -1)
+
+
+def _in_layout(kind, make):
+    """weight_arg(weight, layout) for a kernel that takes the weight as ``make(weight)``."""
+    def weight_arg(weight, layout):
+        return make(weight) if layout is None else layout(kind, make)
+    return weight_arg
+
+
+def _taps_view(weight):
+    """tap_major for a weight used only during the call: a 1x1 weight already is in that order (a view)."""
+    c_out, cin_g, kh, kw = weight.shape
+    return weight.reshape(1, c_out, cin_g) if kh * kw == 1 else tap_major(weight)
+
+
+def _taps(weight, layout):
+    return _taps_view(weight) if layout is None else layout("taps", tap_major)
+
+
+def _shifted_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, serial, slabs):
+    """The stride-1 shifted-GEMM kernel's run, if it fits the workspace and pays; else None."""
+    if (geom.sh, geom.sw) != (1, 1) or (groups == 1 and w_shape[1] < _SHIFTED_MIN_DEPTH):
+        return None
     hp = geom.h + geom.top + geom.bottom
     wp = geom.w + geom.left + geom.right
-    n_img, c_in = x.shape[:2]
-    c_out = weight.shape[0]
-    if taps is None:
+    n_img, c_in = x_shape[:2]
+    c_out = w_shape[0]
+    if not cached:
         if geom.w_out < _SHIFTED_MIN_USEFUL_RELAYOUT * wp:
-            return False
+            return None
         if n_img * geom.h_out * geom.w_out < _RELAYOUT_MIN_COLUMNS * c_out:
-            return False  # re-laying out the weight would cost more than im2col
+            return None  # re-laying out the weight would cost more than im2col
     elif geom.w_out < _SHIFTED_MIN_USEFUL * wp:
-        return False
-    isz = x.dtype.itemsize
+        return None
     # MKL runs wider products faster (OpenBLAS does not: measured), but too
     # few tasks would leave threads idle.
-    wide = _blas.backend() == "mkl" and n_img * geom.h_out * wp >= 16 * n_threads * _TILE_COLUMNS
+    wide = _blas.backend() == "mkl" and n_img * geom.h_out * wp >= 16 * slabs * _TILE_COLUMNS
     target = 2 * _TILE_COLUMNS if wide else _TILE_COLUMNS
     band = max(1, min(geom.h_out, round(target / wp)))
     n_bands = -(-geom.h_out // band)
-    m_blocks = _blocks(n_img * n_bands, c_out, n_threads)
+    m_blocks = _blocks(n_img * n_bands, c_out, slabs)
     m_block = -(-c_out // m_blocks)
     in_place = (geom.kh, geom.kw, hp, wp) == (1, 1, geom.h, geom.w)
     band_in = 0 if in_place else c_in * (band + (geom.kh - 1) * geom.dh) * wp + (geom.kw - 1) * geom.dw
-    needed = (n_threads * (band_in + m_block * band * wp) + (0 if taps is not None else weight.size)) * isz
-    if needed > workspace:
-        return False
-    wt = tap_major(weight) if taps is None else taps  # (kH*kW, C_out, C_in/groups)
-    ws_in = np.empty((n_threads, band_in), x.dtype)
-    ws_out = np.empty((n_threads, m_block * band * wp), x.dtype)
-    _conv.conv_shifted(_blas.address(x.dtype), x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks, geom.kh,
-                       geom.kw, geom.dh, geom.dw, geom.top, geom.left, wp, geom.h_out, geom.w_out, in_place)
-    return True
+    band_out = 0 if in_place else m_block * band * wp  # in place, the GEMMs write the output itself
+    relayout = 0 if cached or geom.kh * geom.kw == 1 else int(np.prod(w_shape))
+    if (slabs * (band_in + band_out) + relayout) * dtype.itemsize > workspace:
+        return None
+    run = _gemm_run(_conv.conv_shifted, _blas.address(dtype), (n_img, c_out, geom.h_out, geom.w_out), dtype,
+                    ((slabs, band_in), (slabs, band_out)),
+                    (groups, band, m_blocks, geom.kh, geom.kw, geom.dh, geom.dw, geom.top, geom.left, wp,
+                     geom.h_out, geom.w_out, in_place, serial), serial, _taps)
+    run.method = "shifted"
+    return run
 
+
+def _channels_last_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, serial, slabs):
+    """The channels-last im2col kernel's run, where it pays; else None.
+
+    It pays where kernel row i of a pixel's receptive field is a run of
+    at least one vector (kW*C_in >= 16 values) and kernel taps are more than
+    one (a strided 1x1 conv would transpose all of x to read a fraction of
+    it). The weight is re-laid out (i, j, c) where it is cached or no larger
+    than the tiles (fewer output channels than output pixels); else the
+    tiles follow its own order.
+    """
+    n_img, c_in, height, width = x_shape
+    c_out = w_shape[0]
+    kk = geom.kh * geom.kw
+    if groups != 1 or kk == 1 or geom.kw * c_in < _CL_MIN_RUN:
+        return None
+    total = n_img * geom.h_out * geom.w_out
+    taps_first = cached or c_out <= total
+    k = c_in * kk
+    tile, per_img, m_blocks, m_block = _tiling(n_img, geom.h_out * geom.w_out, c_out, slabs)
+    relayout = c_out * k if taps_first and not cached else 0
+    if (slabs * (k + m_block) * tile + n_img * c_in * height * width + relayout) * dtype.itemsize > workspace:
+        return None
+    weight_arg = (_in_layout("channels_last", channels_last_weight) if taps_first
+                  else lambda weight, layout: weight.reshape(c_out, -1))
+    run = _gemm_run(functools.partial(_cl_conv, serial=serial), _blas.address(dtype),
+                    (n_img, c_out, geom.h_out, geom.w_out), dtype, ((slabs, k * tile), (slabs, m_block * tile)),
+                    (tile, per_img, m_blocks, *geom.kernel_args, taps_first, serial), serial, weight_arg)
+    run.method = "channels-last"
+    return run
+
+
+def _cl_conv(fn, x, w_cl, bias, out, ws_cols, ws_out, *args, serial):
+    """The channels-last kernel on a transposed copy of x."""
+    x_cl = np.empty((x.shape[0], x.shape[2], x.shape[3], x.shape[1]), x.dtype)  # (N, H, W, C_in)
+    _cl.to_channels_last(x, x_cl, serial)
+    _cl.conv_im2col_cl(fn, x_cl, w_cl, bias, out, ws_cols, ws_out, *args)

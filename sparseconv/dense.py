@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .conv import dense_conv2d, tap_major
+from .conv import dense_conv2d
 from .cost import dense_cost
 from .operator import WeightOperator, _Weight
 from ._validation import as_array, float_dtype
@@ -11,11 +11,13 @@ __all__ = ["DenseWeight", "as_operator", "grouped_conv2d"]
 
 
 def grouped_conv2d(op, groups, x, geom, bias, workspace, weight=None):
-    """conv2d by the dense kernels of ``weight`` (default ``op.weight``; torch's grouped layout), caching its
-    tap-major copy on ``op``."""
+    """conv2d by the dense kernels of ``weight`` (default ``op.weight``; torch's grouped layout), caching on
+    ``op`` the copies of it in the layouts the kernels take."""
     weight = (op.weight if weight is None else weight).astype(x.dtype, copy=False)
-    taps = op._cached(("taps", x.dtype.str), lambda: tap_major(weight))  # the stride-1 kernel's layout
-    return dense_conv2d(x, weight, bias, geom, groups, workspace, taps=taps)
+
+    def layout(kind, make):
+        return op._cached((kind, x.dtype.str), lambda: make(weight))
+    return dense_conv2d(x, weight, bias, geom, groups, workspace, layout=layout)
 
 
 class DecodedFirst:

@@ -92,7 +92,6 @@ class IGCV1(ProductWeight):
 
     def _conv2d(self, x, geom, bias, workspace):
         """Primary group conv by the dense kernels, then the secondary with both permutations as strides."""
-        import numba
 
         from . import _blas
         from ._kernels import conv as _conv
@@ -108,7 +107,7 @@ class IGCV1(ProductWeight):
         out = np.empty_like(y)
         blocks = np.ascontiguousarray(self.secondary.weight.reshape(self.M, self.L, self.L), dtype=x.dtype)
         bias = np.zeros(g, x.dtype) if bias is None else bias
-        with blas_single_threaded(), numba.parallel_chunksize(1):
+        with blas_single_threaded():
             _conv.igc_secondary(_blas.address(x.dtype), y.reshape(n_img, g, p_img), blocks, bias,
                                 out.reshape(n_img, g, p_img), _SECONDARY_TILE)
         return out
@@ -135,7 +134,7 @@ class IGCV1(ProductWeight):
         out = np.empty((n_img, g, geom.h_out * geom.w_out), x.dtype)  # (N, G, H_out*W_out)
         bias = np.zeros(g, x.dtype) if bias is None else bias
         ws = [np.empty((n_threads, size), x.dtype) for size in sizes]
-        with blas_single_threaded(), numba.parallel_chunksize(1):
+        with blas_single_threaded():
             _conv.igc_fused(_blas.address(x.dtype), x, wt, wd, bias, out, *ws, band, geom.kh, geom.kw, geom.dh,
                             geom.dw, geom.top, geom.left, wp, geom.h_out, geom.w_out)
         return out.reshape(n_img, g, geom.h_out, geom.w_out)

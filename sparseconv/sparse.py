@@ -137,14 +137,13 @@ class SparseWeight(WeightOperator):
         row_blocks = 1 if n_tiles >= 2 * threads else -(-2 * threads // n_tiles)
         a = self.arrays
         pack = self.nnz >= _PACK_MIN_USES * self.shape[1]
-        with numba.parallel_chunksize(1):
-            if self.format == "csr":
-                _sparse.csr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks, pack)
-            elif self.format == "bsr":
-                _sparse.bsr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks, pack)
-            else:
-                n, m = (int(v) for v in a["nm"])
-                _sparse.nm_matmat(a["values"], a["pos"], n, m, cols, out, _TILE, row_blocks, pack)
+        if self.format == "csr":
+            _sparse.csr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks, pack)
+        elif self.format == "bsr":
+            _sparse.bsr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks, pack)
+        else:
+            n, m = (int(v) for v in a["nm"])
+            _sparse.nm_matmat(a["values"], a["pos"], n, m, cols, out, _TILE, row_blocks, pack)
         return out
 
     def _rmatmat(self, y):

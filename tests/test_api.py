@@ -33,6 +33,7 @@ PUBLIC = [
     "col2im",
     "complementary",
     "conv2d",
+    "conv2d_method",
     "conv_cost",
     "conv_output_shape",
     "igcv1",

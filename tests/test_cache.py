@@ -17,11 +17,13 @@ RUN_KERNELS = """
 import numpy as np, sparseconv as sc
 from sparseconv import _config
 from sparseconv._kernels import conv as _conv, im2col as _im2col, sparse as _sparse, bits as _bits, lowp as _lowp
+from sparseconv._kernels import channels_last as _cl
 x = np.random.default_rng(0).standard_normal((1, 8, 9, 9)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((4, 8, 3, 3)).astype(np.float32)
-sc.conv2d(x, w, padding=1, stride=2)
+sc.conv2d(x, w, padding=1, stride=2)  # channels-last
+sc.conv2d(np.ascontiguousarray(x[:, :2]), np.ascontiguousarray(w[:, :2]), stride=2)  # im2col
 sc.conv2d(x, sc.prune(w, 0.5), padding=1)
-cached = [d for m in (_conv, _im2col, _sparse, _bits, _lowp) for d in vars(m).values()
+cached = [d for m in (_conv, _im2col, _sparse, _bits, _lowp, _cl) for d in vars(m).values()
           if getattr(d, "_cache", None) is not None and type(d._cache).__name__ == "_Cache"]
 assert cached, "no kernel is cached"
 for d in cached:
@@ -49,12 +51,18 @@ def test_kernels_are_cached_in_the_cache_dir_not_the_package(tmp_path):
     assert _compiled_files(tmp_path), "nothing was cached"
     assert _compiled_files(PACKAGE) == before, "compiled kernels were written into the package"
     # a second process loads them instead of compiling, the kernels that call BLAS too (its address is an argument)
-    stats = _run("import numpy as np, sparseconv as sc\nfrom sparseconv._kernels import conv as _conv\n"
-                 "sc.conv2d(np.ones((1, 8, 9, 9), np.float32), np.ones((4, 8, 3, 3), np.float32), stride=2)\n"
-                 "print(*(sum(getattr(_conv.conv_im2col.stats, s).values()) for s in ('cache_hits', 'cache_misses')))",
+    stats = _run("import numpy as np, sparseconv as sc\n"
+                 "from sparseconv._kernels import conv as _conv, channels_last as _cl\n"
+                 "x8, w8 = np.ones((1, 8, 9, 9), np.float32), np.ones((4, 8, 3, 3), np.float32)\n"
+                 "x2, w2 = np.ones((1, 2, 9, 9), np.float32), np.ones((4, 2, 3, 3), np.float32)\n"
+                 "assert sc.conv2d_method(x8, w8, stride=2).startswith('channels-last')\n"
+                 "assert sc.conv2d_method(x2, w2, stride=2).startswith('im2col')\n"
+                 "sc.conv2d(x8, w8, stride=2)\nsc.conv2d(x2, w2, stride=2)\n"
+                 "print(*(sum(getattr(k.stats, s).values()) for k in (_cl.conv_im2col_cl, _conv.conv_im2col)"
+                 " for s in ('cache_hits', 'cache_misses')))",
                  SPARSECONV_CACHE_DIR=str(tmp_path))
-    hits, misses = map(int, stats.split())
-    assert hits >= 1 and misses == 0, stats
+    hits_cl, misses_cl, hits, misses = map(int, stats.split())
+    assert hits_cl >= 1 and misses_cl == 0 and hits >= 1 and misses == 0, stats
 
 
 @pytest.mark.slow

@@ -27,10 +27,11 @@ Two ways to feed a GEMM with the im2col matrix without building all of it:
     full-depth GEMM, 1.1-1.6x slower.)
 
 Both run in numba's thread pool only; the caller limits BLAS to one thread,
-so the two runtimes never compete for the cores. Tasks are handed out
-dynamically (the caller sets numba's parallel chunk size to 1), so a thread
-slowed by a busy neighbour does not hold the others back; each thread works
-in the workspace slab of its ``numba.get_thread_id()``.
+so the two runtimes never compete for the cores. Each thread works in the
+workspace slab of its ``numba.get_thread_id()``. A task is a function of its
+own (``_*_task``, ``_*_block``) so that each kernel can also run all of them
+on the calling thread (``serial``): for a layer of a few thousand
+multiply-adds, waking the thread pool costs more than the arithmetic.
 """
 
 import numba
@@ -88,6 +89,48 @@ def _scatter(res, ld, out, bias, m0, m1, q0, q1, p_img):
         q += seg
 
 
+@jit(**SERIAL)
+def _n_tiles(n_img, p_img, tile, per_img):
+    return n_img * per_img if per_img > 0 else (n_img * p_img + tile - 1) // tile
+
+
+@jit(**SERIAL)
+def _tile_columns(tile_i, tile, per_img, p_img, total):
+    """Columns [q0, q1) of tile ``tile_i``: with per_img > 0 each image has its own per_img tiles, none spans
+    two images; else tiles cut the flat range of all N*P columns."""
+    if per_img > 0:
+        n = tile_i // per_img
+        q0 = n * p_img + (tile_i - n * per_img) * tile
+        return q0, min(q0 + tile, (n + 1) * p_img)
+    q0 = tile_i * tile
+    return q0, min(q0 + tile, total)
+
+
+@jit(**SERIAL)
+def _product_target(out, res, m0, q0, q1):
+    """(buffer, row stride, direct) for a task's (m0.., q0..q1) product: out itself when the columns lie in one
+    image (output rows are then P apart), else the slab ``res`` to be scattered."""
+    p_img = out.shape[2]
+    n = q0 // p_img
+    if (q1 - 1) // p_img == n:
+        return out.ravel()[(n * out.shape[1] + m0) * p_img + q0 - n * p_img:], p_img, True
+    return res, q1 - q0, False
+
+
+@jit(**SERIAL)
+def _finish(out, res, bias, m0, m1, q0, q1, direct):
+    """Add the bias to a product written in place, or scatter it from ``res`` with the bias."""
+    if not direct:
+        _scatter(res, q1 - q0, out, bias, m0, m1, q0, q1, out.shape[2])
+        return
+    n = q0 // out.shape[2]
+    p0 = q0 - n * out.shape[2]
+    for m in range(m0, m1):
+        if bias[m] != 0:
+            row = out[n, m, p0:p0 + q1 - q0]
+            _add(row, row, bias[m])
+
+
 @jit(**PARALLEL)
 def taps_first(w, out):
     """out[i*kW + j, o, c] = w[o, c, i, j]: one (C_out, C_in/groups) matrix per kernel tap."""
@@ -100,7 +143,7 @@ def taps_first(w, out):
 
 
 @jit(**PARALLEL)
-def conv_direct_shifted(x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, dw):
+def conv_direct_shifted(x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, dw, serial):
     """Stride-1 grouped conv by direct loops over whole padded planes (small images, depthwise).
 
     Per (image, output channel) plane: each input channel of its group is
@@ -108,38 +151,55 @@ def conv_direct_shifted(x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, 
     weight x (the buffer shifted by i*dH*wp + j*dW) to an accumulator over
     the output rows computed on the padded width, one long vectorised loop
     per tap instead of one short loop per row; the valid columns are copied
-    out at the end.
+    out at the end. ``serial`` runs the blocks on the calling thread.
     """
+    args = (x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, dw)
+    n_blocks, per_block = _plane_blocks(x.shape[0] * out.shape[1])
+    if serial:
+        for blk in range(n_blocks):
+            _direct_shifted_block(blk, per_block, args)
+    else:
+        for blk in numba.prange(n_blocks):
+            _direct_shifted_block(blk, per_block, args)
+
+
+@jit(**SERIAL)
+def _plane_blocks(n_planes):
+    """(blocks, planes per block): at most 64 blocks, so per-block scratch is allocated rarely."""
+    per_block = max(1, (n_planes + 63) // 64)
+    return (n_planes + per_block - 1) // per_block, per_block
+
+
+@jit(**SERIAL)
+def _direct_shifted_block(blk, per_block, args):
+    x, w, bias, out, groups, kh, kw, top, left, hp, wp, dh, dw = args
     n_img, _, height, width = x.shape
     c_out, cin_g = w.shape[0], w.shape[1]
     cout_g = c_out // groups
     h_out = out.shape[2]
     span = h_out * wp
-    n_planes = n_img * c_out
-    per_block = max(1, (n_planes + 63) // 64)
-    for blk in numba.prange((n_planes + per_block - 1) // per_block):
-        xp = np.zeros(hp * wp + (kw - 1) * dw, x.dtype)  # borders stay zero
-        acc = np.empty(span, out.dtype)
-        for task in range(blk * per_block, min((blk + 1) * per_block, n_planes)):
-            n = task // c_out
-            o = task - n * c_out
-            first = (o // cout_g) * cin_g
-            _fill(acc, bias[o])
-            for c in range(cin_g):
-                for h in range(height):
-                    _add(xp[(top + h) * wp + left:(top + h) * wp + left + width], x[n, first + c, h], 0)
-                for i in range(kh):
-                    for j in range(kw):
-                        v = w[o, c, i, j]
-                        src = xp[i * dh * wp + j * dw:]
-                        for t in range(span):
-                            acc[t] += v * src[t]
-            for oh in range(h_out):
-                _add(out[n, o, oh], acc[oh * wp:], 0)
+    xp = np.zeros(hp * wp + (kw - 1) * dw, x.dtype)  # borders stay zero
+    acc = np.empty(span, out.dtype)
+    for task in range(blk * per_block, min((blk + 1) * per_block, n_img * c_out)):
+        n = task // c_out
+        o = task - n * c_out
+        first = (o // cout_g) * cin_g
+        _fill(acc, bias[o])
+        for c in range(cin_g):
+            for h in range(height):
+                _add(xp[(top + h) * wp + left:(top + h) * wp + left + width], x[n, first + c, h], 0)
+            for i in range(kh):
+                for j in range(kw):
+                    v = w[o, c, i, j]
+                    src = xp[i * dh * wp + j * dw:]
+                    for t in range(span):
+                        acc[t] += v * src[t]
+        for oh in range(h_out):
+            _add(out[n, o, oh], acc[oh * wp:], 0)
 
 
 @jit(**PARALLEL)
-def conv_direct_phases(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw, hq, wq):
+def conv_direct_phases(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw, hq, wq, serial):
     """Strided grouped conv by direct loops over whole planes split into stride phases (depthwise, stride 2).
 
     Per (image, output channel) plane: each input channel of its group is
@@ -149,101 +209,126 @@ def conv_direct_phases(x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, d
     shifted by ((i*dH) // sH) rows and ((j*dW) // sW) columns: as in
     :func:`conv_direct_shifted`, one long contiguous loop per tap over the
     output rows computed on width wq, instead of a strided gather per row.
+    ``serial`` runs the blocks on the calling thread.
     """
+    args = (x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw, hq, wq)
+    n_blocks, per_block = _plane_blocks(x.shape[0] * out.shape[1])
+    if serial:
+        for blk in range(n_blocks):
+            _direct_phases_block(blk, per_block, args)
+    else:
+        for blk in numba.prange(n_blocks):
+            _direct_phases_block(blk, per_block, args)
+
+
+@jit(**SERIAL)
+def _direct_phases_block(blk, per_block, args):
+    x, w, bias, out, groups, kh, kw, sh, sw, top, left, dh, dw, hq, wq = args
     n_img, _, height, width = x.shape
     c_out, cin_g = w.shape[0], w.shape[1]
     cout_g = c_out // groups
     h_out = out.shape[2]
     span = h_out * wq
     plane = hq * wq + wq  # one spare row: the last tap's run may end past the last phase row
-    n_planes = n_img * c_out
-    per_block = max(1, (n_planes + 63) // 64)
-    for blk in numba.prange((n_planes + per_block - 1) // per_block):
-        phases = np.empty(sh * sw * plane, x.dtype)  # (sH*sW, hq*wq + wq)
-        acc = np.empty(span, out.dtype)
-        for task in range(blk * per_block, min((blk + 1) * per_block, n_planes)):
-            n = task // c_out
-            o = task - n * c_out
-            first = (o // cout_g) * cin_g
-            _fill(acc, bias[o])
-            for c in range(cin_g):
-                _fill(phases, 0)
-                src = x[n, first + c]
-                for a in range(sh):
-                    for b in range(sw):
-                        dst = phases[(a * sw + b) * plane:]
-                        # the phase columns q whose input column q*sW + b - left lies in [0, W)
-                        q0 = max(0, (left - b + sw - 1) // sw)
-                        q1 = min(wq, (width - 1 + left - b) // sw + 1)
-                        for r in range(hq):
-                            ih = r * sh + a - top
-                            if ih < 0 or ih >= height or q1 <= q0:
-                                continue
-                            seg = dst[r * wq + q0:r * wq + q1]
-                            row = src[ih, q0 * sw + b - left:]
-                            for q in range(seg.size):
-                                seg[q] = row[q * sw]
-                for i in range(kh):
-                    for j in range(kw):
-                        v = w[o, c, i, j]
-                        phase = ((i * dh) % sh) * sw + (j * dw) % sw
-                        shift = ((i * dh) // sh) * wq + (j * dw) // sw
-                        run = phases[phase * plane + shift:]
-                        for t in range(span):
-                            acc[t] += v * run[t]
-            for oh in range(h_out):
-                _add(out[n, o, oh], acc[oh * wq:], 0)
+    phases = np.empty(sh * sw * plane, x.dtype)  # (sH*sW, hq*wq + wq)
+    acc = np.empty(span, out.dtype)
+    for task in range(blk * per_block, min((blk + 1) * per_block, n_img * c_out)):
+        n = task // c_out
+        o = task - n * c_out
+        first = (o // cout_g) * cin_g
+        _fill(acc, bias[o])
+        for c in range(cin_g):
+            _fill(phases, 0)
+            src = x[n, first + c]
+            for a in range(sh):
+                for b in range(sw):
+                    dst = phases[(a * sw + b) * plane:]
+                    # the phase columns q whose input column q*sW + b - left lies in [0, W)
+                    q0 = max(0, (left - b + sw - 1) // sw)
+                    q1 = min(wq, (width - 1 + left - b) // sw + 1)
+                    for r in range(hq):
+                        ih = r * sh + a - top
+                        if ih < 0 or ih >= height or q1 <= q0:
+                            continue
+                        seg = dst[r * wq + q0:r * wq + q1]
+                        row = src[ih, q0 * sw + b - left:]
+                        for q in range(seg.size):
+                            seg[q] = row[q * sw]
+            for i in range(kh):
+                for j in range(kw):
+                    v = w[o, c, i, j]
+                    phase = ((i * dh) % sh) * sw + (j * dw) % sw
+                    shift = ((i * dh) // sh) * wq + (j * dw) // sw
+                    run = phases[phase * plane + shift:]
+                    for t in range(span):
+                        acc[t] += v * run[t]
+        for oh in range(h_out):
+            _add(out[n, o, oh], acc[oh * wq:], 0)
 
 
 @jit(**PARALLEL)
-def conv_im2col(fn, x, w, bias, out, ws_cols, ws_out, groups, tile, m_blocks,
-                kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out):
+def conv_im2col(fn, x, w, bias, out, ws_cols, ws_out, groups, tile, per_img, m_blocks,
+                kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out, serial):
     """out (N, C_out, P) = grouped conv of x (N, C_in, H, W) by w (C_out, Kg) + bias.
 
-    ws_cols: (n_threads, >= C_in*kh*kw*tile), ws_out: (n_threads, >= m_block*tile),
-    one slab per numba thread.
-    ``bias`` has length C_out (zeros when there is none).
+    Tasks are (tile of ``tile`` output columns, block of output channels);
+    with per_img > 0 each image is cut into per_img tiles (see
+    :func:`_tile_columns`) and a tile's product is written straight into
+    ``out``. ws_cols: (n_threads, >= C_in*kh*kw*tile), ws_out: (n_threads,
+    >= m_block*tile), one slab per numba thread. ``bias`` has length C_out
+    (zeros when there is none). ``serial`` runs every task on the calling
+    thread, in slab 0.
     """
-    n_img = x.shape[0]
+    args = (fn, x, w, bias, out, groups, tile, per_img, m_blocks, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out)
+    n_tasks = _n_tiles(x.shape[0], h_out * w_out, tile, per_img) * m_blocks
+    if serial:
+        for task in range(n_tasks):
+            _im2col_task(task, ws_cols[0], ws_out[0], args)
+    else:
+        for task in numba.prange(n_tasks):
+            thread = numba.get_thread_id()
+            _im2col_task(task, ws_cols[thread], ws_out[thread], args)
+
+
+@jit(**SERIAL)
+def _im2col_task(task, cols, res, args):
+    """Task (column tile, output-channel block) of :func:`conv_im2col`, in the slabs ``cols`` and ``res``."""
+    fn, x, w, bias, out, groups, tile, per_img, m_blocks, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out = args
     c_in = x.shape[1]
     c_out = w.shape[0]
     k_g = w.shape[1]
     kk = kh * kw
     p_img = h_out * w_out
-    total = n_img * p_img
-    n_tasks = (total + tile - 1) // tile * m_blocks
+    total = x.shape[0] * p_img
     cin_g = c_in // groups
     cout_g = c_out // groups
     m_block = (c_out + m_blocks - 1) // m_blocks
     w_flat = w.ravel()
-    for task in numba.prange(n_tasks):
-        thread = numba.get_thread_id()
-        cols = ws_cols[thread]
-        res = ws_out[thread]
-        tile_i = task // m_blocks
-        m0 = (task - tile_i * m_blocks) * m_block
-        m1 = min(m0 + m_block, c_out)
-        if m0 < m1:
-            q0 = tile_i * tile
-            q1 = min(q0 + tile, total)
-            n_cols = q1 - q0
-            g0 = m0 // cout_g
-            g1 = (m1 - 1) // cout_g + 1
-            rows = (g1 - g0) * cin_g * kk
-            cols2d = cols[:rows * n_cols].reshape((rows, n_cols))  # (C_in_used*kH*kW, T)
-            im2col_tile(x, cols2d, q0, q1, g0 * cin_g, g1 * cin_g,
-                        kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out)
-            for g in range(g0, g1):
-                ma = max(m0, g * cout_g)
-                mb = min(m1, (g + 1) * cout_g)
-                _blas.gemm(fn, mb - ma, n_cols, k_g, w_flat[ma * k_g:], k_g,
-                           cols[(g - g0) * k_g * n_cols:], n_cols,
-                           res[(ma - m0) * n_cols:], n_cols, 0.0)
-            _scatter(res, n_cols, out, bias, m0, m1, q0, q1, p_img)
+    tile_i = task // m_blocks
+    m0 = (task - tile_i * m_blocks) * m_block
+    m1 = min(m0 + m_block, c_out)
+    if m0 >= m1:
+        return
+    q0, q1 = _tile_columns(tile_i, tile, per_img, p_img, total)
+    n_cols = q1 - q0
+    g0 = m0 // cout_g
+    g1 = (m1 - 1) // cout_g + 1
+    rows = (g1 - g0) * cin_g * kk
+    cols2d = cols[:rows * n_cols].reshape((rows, n_cols))  # (C_in_used*kH*kW, T)
+    im2col_tile(x, cols2d, q0, q1, g0 * cin_g, g1 * cin_g, kh, kw, sh, sw, ph, pw, dh, dw, h_out, w_out)
+    target, ld, direct = _product_target(out, res, m0, q0, q1)
+    for g in range(g0, g1):
+        ma = max(m0, g * cout_g)
+        mb = min(m1, (g + 1) * cout_g)
+        _blas.gemm(fn, mb - ma, n_cols, k_g, w_flat[ma * k_g:], k_g,
+                   cols[(g - g0) * k_g * n_cols:], n_cols,
+                   target[(ma - m0) * ld:], ld, 0.0)
+    _finish(out, res, bias, m0, m1, q0, q1, direct)
+
 
 @jit(**PARALLEL)
 def conv_shifted(fn, x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks,
-                 kh, kw, dh, dw, top, left, wp, h_out, w_out, in_place):
+                 kh, kw, dh, dw, top, left, wp, h_out, w_out, in_place, serial):
     """Stride-1 grouped conv by shifted GEMMs on zero-padded input bands.
 
     wt: (kH*kW, C_out, C_in/groups), the weight with its taps first (see
@@ -253,61 +338,81 @@ def conv_shifted(fn, x, wt, bias, out, ws_in, ws_out, groups, band, m_blocks,
     (C_in_used, rows + (kH-1)*dH, wp) plus a tail), where they stay in
     cache, then sums kH*kW GEMMs reading them in place; ``ws_out`` holds
     the (m_block, rows*wp) product. With ``in_place`` (a 1x1 kernel, no
-    padding) the GEMMs read x itself.
+    padding) the GEMMs read x itself and write ``out`` itself. ``serial`` runs every task on the
+    calling thread, in slab 0.
     """
-    n_img, c_in, height, width = x.shape
+    args = (fn, x, wt, bias, out, groups, band, m_blocks, kh, kw, dh, dw, top, left, wp, h_out, w_out, in_place)
+    n_tasks = x.shape[0] * ((h_out + band - 1) // band) * m_blocks
+    if serial:
+        for task in range(n_tasks):
+            _shifted_task(task, ws_in[0], ws_out[0], args)
+    else:
+        for task in numba.prange(n_tasks):
+            thread = numba.get_thread_id()
+            _shifted_task(task, ws_in[thread], ws_out[thread], args)
+
+
+@jit(**SERIAL)
+def _shifted_task(task, buf, res, args):
+    """Task (image, band, output-channel block) of :func:`conv_shifted`, in the slabs ``buf`` and ``res``."""
+    fn, x, wt, bias, out, groups, band, m_blocks, kh, kw, dh, dw, top, left, wp, h_out, w_out, in_place = args
+    height, width = x.shape[2], x.shape[3]
     c_out = out.shape[1]
     cin_g = wt.shape[2]
     cout_g = c_out // groups
     n_bands = (h_out + band - 1) // band
-    n_tasks = n_img * n_bands * m_blocks
     m_block = (c_out + m_blocks - 1) // m_blocks
     w_flat = wt.ravel()
     x_flat = x.ravel()
     span = (kh - 1) * dh
-    for task in numba.prange(n_tasks):
-        thread = numba.get_thread_id()
-        buf = ws_in[thread]
-        res = ws_out[thread]
-        mb_i = task % m_blocks
-        rest = task // m_blocks
-        band_i = rest % n_bands
-        n = rest // n_bands
-        m0 = mb_i * m_block
-        m1 = min(m0 + m_block, c_out)
-        oh0 = band_i * band
-        rows = min(band, h_out - oh0)
-        n_cols = rows * wp
-        g0 = m0 // cout_g
-        g1 = (m1 - 1) // cout_g + 1
-        if m0 >= m1:
-            g1 = g0
-        plane = (rows + span) * wp
-        if not in_place:
-            _pad_band(x, n, g0 * cin_g, g1 * cin_g, oh0, rows + span, top, left, wp, buf)
-            tail = (g1 - g0) * cin_g * plane
-            _fill(buf[tail:tail + (kw - 1) * dw], 0)
+    mb_i = task % m_blocks
+    rest = task // m_blocks
+    band_i = rest % n_bands
+    n = rest // n_bands
+    m0 = mb_i * m_block
+    m1 = min(m0 + m_block, c_out)
+    if m0 >= m1:
+        return
+    oh0 = band_i * band
+    rows = min(band, h_out - oh0)
+    n_cols = rows * wp
+    g0 = m0 // cout_g
+    g1 = (m1 - 1) // cout_g + 1
+    plane = (rows + span) * wp
+    if not in_place:
+        _pad_band(x, n, g0 * cin_g, g1 * cin_g, oh0, rows + span, top, left, wp, buf)
+        tail = (g1 - g0) * cin_g * plane
+        _fill(buf[tail:tail + (kw - 1) * dw], 0)
+    if in_place:  # a 1x1 kernel: the product's rows are output rows, so GEMM writes them in place
+        p_img = h_out * w_out
+        o_flat = out.ravel()
         for g in range(g0, g1):
             ma = max(m0, g * cout_g)
             mb = min(m1, (g + 1) * cout_g)
-            for i in range(kh):
-                for j in range(kw):
-                    tap = i * kw + j
-                    if in_place:
-                        b_view = x_flat[((n * groups + g) * cin_g * height + oh0) * width:]
-                        ld = height * width
-                    else:
-                        b_view = buf[(g - g0) * cin_g * plane + i * dh * wp + j * dw:]
-                        ld = plane
-                    _blas.gemm(fn, mb - ma, n_cols, cin_g,
-                               w_flat[(tap * c_out + ma) * cin_g:], cin_g,
-                               b_view, ld,
-                               res[(ma - m0) * n_cols:], n_cols,
-                               0.0 if tap == 0 else 1.0)
+            _blas.gemm(fn, mb - ma, n_cols, cin_g, w_flat[ma * cin_g:], cin_g,
+                       x_flat[((n * groups + g) * cin_g * height + oh0) * width:], height * width,
+                       o_flat[(n * c_out + ma) * p_img + oh0 * w_out:], p_img, 0.0)
         for m in range(m0, m1):
-            for r in range(rows):
-                d = (oh0 + r) * w_out
-                _add(out[n, m, d:d + w_out], res[(m - m0) * n_cols + r * wp:], bias[m])
+            if bias[m] != 0:
+                row = out[n, m, oh0 * w_out:(oh0 + rows) * w_out]
+                _add(row, row, bias[m])
+        return
+    for g in range(g0, g1):
+        ma = max(m0, g * cout_g)
+        mb = min(m1, (g + 1) * cout_g)
+        for i in range(kh):
+            for j in range(kw):
+                tap = i * kw + j
+                _blas.gemm(fn, mb - ma, n_cols, cin_g,
+                           w_flat[(tap * c_out + ma) * cin_g:], cin_g,
+                           buf[(g - g0) * cin_g * plane + i * dh * wp + j * dw:], plane,
+                           res[(ma - m0) * n_cols:], n_cols,
+                           0.0 if tap == 0 else 1.0)
+    for m in range(m0, m1):
+        for r in range(rows):
+            d = (oh0 + r) * w_out
+            _add(out[n, m, d:d + w_out], res[(m - m0) * n_cols + r * wp:], bias[m])
+
 
 @jit(**PARALLEL)
 def igc_secondary(fn, y, wd, bias, out, tile):
