@@ -351,7 +351,7 @@ def tap_major(weight):
     if weight.size <= _PARALLEL_RELAYOUT:  # waking numba's threads would cost more than the copy
         return np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(kh * kw, c_out, cin_g)
     wt = np.empty((kh * kw, c_out, cin_g), weight.dtype)
-    _conv.taps_first(weight, wt)
+    _conv.taps_first(np.ascontiguousarray(weight), wt)
     return wt
 
 

@@ -133,13 +133,21 @@ def _finish(out, res, bias, m0, m1, q0, q1, direct):
 
 @jit(**PARALLEL)
 def taps_first(w, out):
-    """out[i*kW + j, o, c] = w[o, c, i, j]: one (C_out, C_in/groups) matrix per kernel tap."""
+    """out[i*kW + j, o, c] = w[o, c, i, j]: one (C_out, C_in/groups) matrix per kernel tap.
+
+    Per output channel, its (C_in/groups, kH*kW) block is read from cache
+    and written as kH*kW contiguous runs (twice as fast as writing the
+    taps' runs interleaved, measured).
+    """
     c_out, cin_g, kh, kw = w.shape
+    kk = kh * kw
+    rows = w.reshape(c_out, cin_g * kk)
     for o in numba.prange(c_out):
-        for c in range(cin_g):
-            for i in range(kh):
-                for j in range(kw):
-                    out[i * kw + j, o, c] = w[o, c, i, j]
+        src = rows[o]
+        for tap in range(kk):
+            dst = out[tap, o]
+            for c in range(cin_g):
+                dst[c] = src[c * kk + tap]
 
 
 @jit(**PARALLEL)
