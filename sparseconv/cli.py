@@ -151,6 +151,7 @@ def _info(args):
              f"  int8 x int8 -> int32 (quantize(w, 8, activations=8)): {info['int8_kernel']}; weights or "
              f"activations of at most 7 bits: {info['int8_kernel_7bit']}",
              f"  XNOR popcount (binarize(..., activations='binary')): {info['xnor_popcount']}",
+             f"  float register tile (IGCV1 primary groups of at most 16 channels): {info['float_tile']}",
              "  dense, grouped and depthwise conv2d: numba kernels with the GEMM above",
              "  default method of weight-only operators (op.methods lists the others):"]
     lines += [f"    {name}: {method}" for name, method in info["methods"].items()]

@@ -26,11 +26,16 @@ __all__ = ["IGCV1", "IGCV2", "IGCV3", "igcv1", "igcv2", "igcv3"]
 _SECONDARY_TILE = 1024
 # The fused stride-1 kernel (primary and secondary per band of output rows, the primary's output kept in
 # cache): about this many padded-width positions per band, at least this many bands per thread, and used
-# for outputs at least _FUSED_MIN_WIDTH wide (on small images its bands are too few and too short: measured
-# 1.6-2.2x slower than the two-pass path at 14x14, N=1).
+# for outputs at least _FUSED_MIN_WIDTH wide or of at least _FUSED_MIN_ROWS output rows in all (on fewer,
+# smaller images its bands are too few and too short: measured 1.5-2x slower than the two-pass path at
+# 14x14, N=1; as fast or faster at N=8).
 _FUSED_COLUMNS = 256
 _FUSED_TASKS_PER_THREAD = 4
 _FUSED_MIN_WIDTH = 28
+_FUSED_MIN_ROWS = 64
+# Primary groups of at most this many channels run by register tiles instead of a GEMM call per group and
+# tap (measured faster up to M = 16, as fast at M = 32, on bench igc's layers).
+_NARROW_MAX_M = 16
 
 
 def _he(rng, shape, fan_in, dtype):
@@ -94,10 +99,11 @@ class IGCV1(ProductWeight):
         """Primary group conv by the dense kernels, then the secondary with both permutations as strides."""
 
         from . import _blas
-        from ._kernels import conv as _conv
+        from ._kernels import igc as _igc
         from ._threads import blas_single_threaded
 
-        if (geom.sh, geom.sw) == (1, 1) and geom.w_out >= _FUSED_MIN_WIDTH:
+        wide = geom.w_out >= _FUSED_MIN_WIDTH or x.shape[0] * geom.h_out >= _FUSED_MIN_ROWS
+        if (geom.sh, geom.sw) == (1, 1) and wide:
             out = self._fused(x, geom, bias, workspace)
             if out is not None:
                 return out
@@ -108,16 +114,20 @@ class IGCV1(ProductWeight):
         blocks = np.ascontiguousarray(self.secondary.weight.reshape(self.M, self.L, self.L), dtype=x.dtype)
         bias = np.zeros(g, x.dtype) if bias is None else bias
         with blas_single_threaded():
-            _conv.igc_secondary(_blas.address(x.dtype), y.reshape(n_img, g, p_img), blocks, bias,
+            _igc.igc_secondary(_blas.address(x.dtype), y.reshape(n_img, g, p_img), blocks, bias,
                                 out.reshape(n_img, g, p_img), _SECONDARY_TILE)
         return out
 
     def _fused(self, x, geom, bias, workspace):
-        """``_conv.igc_fused`` (stride 1) when its per-thread buffers fit the workspace; else None."""
+        """``_igc.igc_fused`` (stride 1) when its per-thread buffers fit the workspace; else None.
+
+        Primary groups of at most _NARROW_MAX_M channels run by register tiles (``igc_fused_narrow``).
+        """
         import numba
 
         from . import _blas
-        from ._kernels import conv as _conv
+        from ._kernels import igc as _igc
+        from ._kernels import tile as _tile
         from ._threads import blas_single_threaded
         from .conv import tap_major
 
@@ -125,29 +135,56 @@ class IGCV1(ProductWeight):
         wp = geom.w + geom.left + geom.right
         n_threads = numba.get_num_threads()
         band = _fused_band(n_img, geom, n_threads)
-        sizes = self._fused_sizes(x.shape, geom)
+        sizes = self._fused_sizes(x.shape, geom, x.dtype)
         if n_threads * sum(sizes) * x.dtype.itemsize > workspace:
             return None
-        wt, wd = self._cached(("fused", x.dtype.str), lambda: (
-            tap_major(np.ascontiguousarray(self.primary.weight, dtype=x.dtype)),
-            np.ascontiguousarray(self.secondary.weight.reshape(self.M, self.L, self.L), dtype=x.dtype)))
         out = np.empty((n_img, g, geom.h_out * geom.w_out), x.dtype)  # (N, G, H_out*W_out)
         bias = np.zeros(g, x.dtype) if bias is None else bias
         ws = [np.empty((n_threads, size), x.dtype) for size in sizes]
+        wd = self._cached(("secondary", x.dtype.str), lambda: np.ascontiguousarray(
+            self.secondary.weight.reshape(self.M, self.L, self.L), dtype=x.dtype))  # (M, L, L)
+        geometry = (band, geom.kh, geom.kw, geom.dh, geom.dw, geom.top, geom.left, wp, geom.h_out, geom.w_out)
         with blas_single_threaded():
-            _conv.igc_fused(_blas.address(x.dtype), x, wt, wd, bias, out, *ws, band, geom.kh, geom.kw, geom.dh,
-                            geom.dw, geom.top, geom.left, wp, geom.h_out, geom.w_out)
+            if self.M <= _NARROW_MAX_M:
+                path = _tile.float_path()
+                wg = self._cached(("narrow", x.dtype.str), lambda: self._padded_primary(x.dtype))
+                _igc.igc_fused_narrow(_tile.MARKER[path](0), _tile.tile_cols(path, x.dtype), _blas.address(x.dtype),
+                                      x, wg, wd, bias, out, *ws, *geometry)
+            else:
+                wt = self._cached(("fused", x.dtype.str), lambda: tap_major(
+                    np.ascontiguousarray(self.primary.weight, dtype=x.dtype)))
+                _igc.igc_fused(_blas.address(x.dtype), x, wt, wd, bias, out, *ws, *geometry)
         return out.reshape(n_img, g, geom.h_out, geom.w_out)
 
-    def _fused_sizes(self, x_shape, geom):
+    def _padded_primary(self, dtype):
+        """The primary weight as (L*Mp, M*kH*kW): each group's M rows, then zero rows up to Mp, a multiple of
+        the register tile's rows."""
+        from ._kernels.tile import TILE_ROWS
+
+        g, m = self.primary.weight.shape[:2]
+        mp = -(-self.M // TILE_ROWS) * TILE_ROWS
+        rows = self.primary.weight.reshape(self.L, self.M, -1)  # (L, M, M*kH*kW)
+        padded = np.zeros((self.L, mp, rows.shape[2]), dtype)
+        padded[:, :self.M] = rows
+        return padded.reshape(self.L * mp, -1)
+
+    def _fused_sizes(self, x_shape, geom, dtype):
         """Per-thread buffer lengths of the fused kernel: padded input band, primary band, result band."""
         import numba
+
+        from ._kernels import tile as _tile
 
         g = x_shape[1]
         wp = geom.w + geom.left + geom.right
         band = _fused_band(x_shape[0], geom, numba.get_num_threads())
         span = (geom.kh - 1) * geom.dh
-        return g * (band + span) * wp + (geom.kw - 1) * geom.dw, g * band * wp, g * band * wp
+        padded_in = g * (band + span) * wp + (geom.kw - 1) * geom.dw
+        if self.M > _NARROW_MAX_M:
+            return padded_in, g * band * wp, g * band * wp
+        cols = _tile.tile_cols(_tile.float_path(), dtype)
+        mp = -(-self.M // _tile.TILE_ROWS) * _tile.TILE_ROWS
+        ncp = -(-band * wp // cols) * cols
+        return padded_in + cols, self.L * mp * ncp, g * band * wp
 
     def _fused_workspace(self, x, stride=1, padding=0, dilation=1):
         """Bytes the fused kernel needs for input x (the workspace below which conv2d takes two passes)."""
@@ -156,7 +193,7 @@ class IGCV1(ProductWeight):
         from ._validation import geometry
 
         geom = geometry(x.shape, self.kernel_shape[2:], stride, padding, dilation)
-        return numba.get_num_threads() * sum(self._fused_sizes(x.shape, geom)) * x.dtype.itemsize
+        return numba.get_num_threads() * sum(self._fused_sizes(x.shape, geom, x.dtype)) * x.dtype.itemsize
 
     @classmethod
     def random(cls, L, M, *, kernel_size=3, seed=0, dtype=np.float32):
@@ -181,7 +218,7 @@ def _fused_band(n_img, geom, n_threads):
     wp = geom.w + geom.left + geom.right
     band = max(1, min(geom.h_out, round(_FUSED_COLUMNS / wp)))
     while band > 1 and n_img * -(-geom.h_out // band) < _FUSED_TASKS_PER_THREAD * n_threads:
-        band = (band + 1) // 2  # enough tasks for the dynamic schedule to balance the threads
+        band = (band + 1) // 2  # enough tasks to balance the threads
     return band
 
 

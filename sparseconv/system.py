@@ -9,6 +9,7 @@ import numba
 from . import _blas, _config, registry
 from ._kernels import bits as _bits
 from ._kernels import lowp as _lowp
+from ._kernels import tile as _tile
 
 __all__ = ["cpu_model", "emulation_env", "info"]
 
@@ -43,7 +44,9 @@ def info():
     activations: "vnni512", "avxvnni", "avx2-int16" or "portable"),
     ``int8_kernel_7bit`` (when weights or activations have at most 7 bits,
     where AVX2's ``vpmaddubsw`` is exact: "avx2" there), ``xnor_popcount``
-    (how the XNOR kernel counts bits, ``_kernels.bits.popcount_path``), ``methods`` (per operator class of
+    (how the XNOR kernel counts bits, ``_kernels.bits.popcount_path``), ``float_tile`` (the vector width
+    of the float register tile IGCV1 runs narrow groups with, ``_kernels.tile.float_path``: "avx512",
+    "avx2" or "portable"), ``methods`` (per operator class of
     each family, the method ``conv2d`` runs by default) and ``kernel_cache``
     (:func:`sparseconv._config.cache_dir`, ``SPARSECONV_CACHE_DIR``).
     """
@@ -56,7 +59,7 @@ def info():
             "isa_level": _config.isa_level(), "isa_override": os.environ.get("SPARSECONV_ISA") or None,
             "gemm_backend": _blas.backend(), "numba_threads": numba.get_num_threads(),
             "int8_kernel": _lowp.int8_path(127, 8), "int8_kernel_7bit": _lowp.int8_path(63, 8),
-            "xnor_popcount": _bits.popcount_path(),
+            "xnor_popcount": _bits.popcount_path(), "float_tile": _tile.float_path(),
             "methods": {f"{f.name}: {cls.__name__}": cls.methods[0] for f in registry.families()
                         for cls in f.operators if len(cls.methods) > 1},
             "kernel_cache": _config.cache_dir()}

@@ -253,15 +253,33 @@ def test_fit_bad_input(call, match):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kwargs", [dict(padding=1), dict(padding=0), dict(padding=2, dilation=2),
                                     dict(padding="same")])
-def test_igcv1_fused_kernel_on_wide_images(rng, dtype, kwargs):
-    """Outputs at least 28 wide take the fused one-pass kernel (primary and secondary per band of rows)."""
+@pytest.mark.parametrize("L, M", [(4, 3), (2, 8), (8, 1), (2, 12)], ids=["M3", "M8", "M1", "M12-gemm"])
+def test_igcv1_fused_kernel_on_wide_images(rng, dtype, kwargs, L, M):
+    """Outputs at least 28 wide take the fused one-pass kernel (primary and secondary per band of rows):
+    register tiles for primary groups of M <= 8 channels (any M, rows padded to the tile), GEMMs above."""
     from sparseconv import igc
 
-    op = sc.IGCV1.random(4, 3, seed=9, dtype=dtype)
-    x = rng.standard_normal((3, 12, 31, 33)).astype(dtype)
-    bias = rng.standard_normal(12).astype(dtype)
+    op = sc.IGCV1.random(L, M, seed=9, dtype=dtype)
+    x = rng.standard_normal((3, L * M, 31, 33)).astype(dtype)
+    bias = rng.standard_normal(L * M).astype(dtype)
     assert sc.conv_output_shape(x.shape, 3, **kwargs)[-1] >= igc._FUSED_MIN_WIDTH
     y = sc.conv2d(x, op, bias, **kwargs)
     assert_close(y, torch_conv2d(x, op.to_weight(), bias, **kwargs), dtype)
     small = sc.conv2d(x, op, bias, workspace=op._fused_workspace(x, **kwargs) - 1, **kwargs)  # two-pass path
     assert_close(small, y, dtype)
+
+
+@pytest.mark.parametrize("level", ["portable", "avx2", "avx512"])
+def test_igcv1_register_tiles_on_every_level(rng, monkeypatch, level):
+    """The tile's paths (512-bit, 256-bit with FMA, 128-bit) that this CPU has, against torch."""
+    from sparseconv import _config
+    from sparseconv._kernels import tile
+
+    if _config.ISA_LEVELS.index(_config.isa_level()) < _config.ISA_LEVELS.index(level):
+        pytest.skip(f"this CPU has no {level}")
+    monkeypatch.setenv("SPARSECONV_ISA", level)
+    assert tile.float_path() == level or (_config.isa_level() == "portable" and tile.float_path() == "portable")
+    for dtype in (np.float32, np.float64):
+        op = sc.IGCV1.random(4, 4, seed=3, dtype=dtype)
+        x = rng.standard_normal((2, 16, 29, 30)).astype(dtype)
+        assert_close(sc.conv2d(x, op, padding=1), torch_conv2d(x, op.to_weight(), padding=1), dtype)

@@ -169,6 +169,10 @@ b = sc.binarize(rng.standard_normal((10, 130, 1, 1)), activations="binary", acti
 cols = rng.standard_normal((130, 300))
 exact = b.signs.astype(np.int64) @ np.where(cols < 0, -1, 1)
 assert np.array_equal(b.xnor_dots(b.pack_columns(cols), 300), exact)
+assert info["float_tile"] == "avx2"
+igc, x = sc.IGCV1.random(4, 4, seed=1), rng.standard_normal((1, 16, 9, 30)).astype(np.float32)
+y, ref = sc.conv2d(x, igc, padding=1), sc.reference.conv2d(x, igc.to_weight(), padding=1)
+assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max(), "the 256-bit register tile"
 print("ok")
 """
 
