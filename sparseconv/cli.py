@@ -425,9 +425,11 @@ def build_parser():
     conv.add_argument("--layers", nargs="+", metavar="NAME",
                       help="only these layers, e.g. '256ch 14x14 1x1' (quote each name)")
     conv.add_argument("--batch", nargs="+", type=int, metavar="N", help="batch sizes (default 1 and 8)")
-    conv.add_argument("--network", nargs="+", metavar="NAME", choices=["mobilenet_v2", "resnet18", "igcv3_d"],
+    conv.add_argument("--network", nargs="+", metavar="NAME",
+                      choices=["mobilenet_v2", "resnet18", "igcv3_d", "small"],
                       help="time the conv layers of these networks (mobilenet_v2, resnet18, igcv3_d; needs torch, "
-                           "and the onnx extra for the ONNX Runtime column) instead of the fixed set")
+                           "and the onnx extra for the ONNX Runtime column) instead of the fixed set; 'small': "
+                           "five layers that take torch under 0.1 ms, where per-call overhead weighs most")
     sparse = _bench_command(
         bench_sub, "sparse", "pruned, group and low-rank weights vs scipy.sparse, dense GEMM and torch",
         "Where fewer FLOPs become less time: sparse kernels vs scipy.sparse and the dense GEMM (256 x 2304 "

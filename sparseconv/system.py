@@ -1,17 +1,20 @@
 """What sparseconv's kernels run with on this machine: the CPU, the paths its features select, the GEMM library,
-threads, the kernel cache."""
+threads, the kernel cache, the memory bandwidth."""
 
 import os
 import platform
+import time
 
 import numba
+import numpy as np
 
-from . import _blas, _config, registry
+from . import _blas, _config, _validation, registry
 from ._kernels import bits as _bits
 from ._kernels import lowp as _lowp
+from ._kernels import stream as _stream
 from ._kernels import tile as _tile
 
-__all__ = ["cpu_model", "emulation_env", "info"]
+__all__ = ["cpu_model", "emulation_env", "info", "stream_triad"]
 
 #: the CPU features (llvmlite's names) some kernel path depends on
 FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512vnni", "avx512vpopcntdq", "avxvnni",
@@ -117,3 +120,19 @@ def emulation_env(level):
     return {"SPARSECONV_ISA": level, "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": flags,
             "OPENBLAS_CORETYPE": openblas, "MKL_ENABLE_INSTRUCTIONS": mkl, "ATEN_CPU_CAPABILITY": aten,
             "ONEDNN_MAX_CPU_ISA": onednn}
+
+
+def stream_triad(n=1 << 24, repeat=10):
+    """Memory bandwidth in GB/s by the STREAM triad a = b + s*c on ``n`` float32 (3 arrays of 4n bytes moved
+    per pass; best of ``repeat`` passes) on numba's threads: what a memory-bound kernel (a depthwise conv)
+    can reach here."""
+    n = _validation.positive_int(n, "n")
+    a, b, c = (np.ones(n, np.float32) for _ in range(3))
+    s = np.float32(3.0)
+    _stream.triad(a, b, c, s)  # compiles, and touches every page
+    best = float("inf")
+    for _ in range(_validation.positive_int(repeat, "repeat")):
+        start = time.perf_counter()
+        _stream.triad(a, b, c, s)
+        best = min(best, time.perf_counter() - start)
+    return 3 * n * 4 / best / 1e9

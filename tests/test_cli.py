@@ -88,6 +88,9 @@ def test_network_layers_are_every_conv_of_the_network():
     assert {"C_in": 3, "C_out": 32, "k": 3, "stride": 2, "padding": 1, "dilation": 1, "groups": 1, "H": 224,
             "W": 224, "count": 1} in mb2
     assert any(layer["groups"] == layer["C_in"] == layer["C_out"] > 1 for layer in mb2)  # depthwise layers
+    small = network_layers("small")
+    assert len(small) == 5 and {"C_in": 96, "C_out": 24, "k": 3, "stride": 1, "padding": 1, "dilation": 1,
+                                "groups": 1, "H": 6, "W": 12, "count": 1} in small
     with pytest.raises(ValueError, match="name must be one of"):
         network_layers("vgg16")
 
@@ -165,3 +168,17 @@ def test_bench_torch_runs(tmp_path, capsys):
     records = json.loads(path.read_text())["records"]
     assert {r["module"] for r in records} >= {"dense", "IGCV1 L=2", "IGCV1 L=8"}
     assert all(r["median_s"] > 0 and r["mac_reduction"] >= 1 for r in records)
+
+
+def test_stream_triad_and_the_depthwise_bandwidth_column():
+    from sparseconv.bench import sparse
+
+    assert sparseconv.system.stream_triad(1 << 16, repeat=2) > 0
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        sparseconv.system.stream_triad(0)
+    record = {"layer": "64ch 56x56 3x3", "N": 1, "groups": 64, "depthwise": True, "sparseconv": 1e-3,
+              "sparseconv dense": 2e-3, "realised": 0.03, "torch": 2e-3, "torch dense": 2e-3, "torch_realised": 0.02,
+              "depthwise_gbs": 12.5, "torch_depthwise_gbs": 6.25}
+    headers, rows = sparse.groups_table([record, dict(record, groups=2, depthwise=False)])
+    assert headers[-2:] == ["dw GB/s", "torch dw GB/s"]
+    assert rows[0][-2:] == ["12.5", "6.2"] and rows[1][-2:] == ["", ""]

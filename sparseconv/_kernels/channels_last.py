@@ -16,6 +16,7 @@ kH*kW apart.
 """
 
 import numba
+import numpy as np
 
 from .. import _blas
 from .._config import PARALLEL, SERIAL, jit
@@ -174,3 +175,53 @@ def _cl_task(task, cols, res, args):
     target, ld, direct = _product_target(out, res, m0, q0, q1)
     _blas.gemm_nt(fn, m1 - m0, q1 - q0, k, w_cl.ravel()[m0 * k:], k, cols, k, target, ld, 0.0)
     _finish(out, res, bias, m0, m1, q0, q1, direct)
+
+
+@jit(**PARALLEL)
+def depthwise_cl(x_cl, w_t, bias, out, kh, kw, sh, sw, top, left, dh, dw, serial):
+    """out (N, C, H_out, W_out) = depthwise conv of x_cl (N, H, W, C) by w_t (kH*kW, C) + bias.
+
+    Per output row (image, h): every output pixel is C independent sums, so
+    each tap adds one contiguous C-long product of a weight row and an input
+    pixel's channels (vectorised over channels, not over a small plane's
+    few columns); the row's (W_out, C) block is then written to NCHW.
+    ``serial`` runs every row on the calling thread.
+    """
+    n_rows = x_cl.shape[0] * out.shape[2]
+    args = (x_cl, w_t, bias, out, kh, kw, sh, sw, top, left, dh, dw)
+    if serial:
+        for row in range(n_rows):
+            _depthwise_row(row, args)
+    else:
+        for row in numba.prange(n_rows):
+            _depthwise_row(row, args)
+
+
+@jit(**SERIAL)
+def _depthwise_row(row, args):
+    x_cl, w_t, bias, out, kh, kw, sh, sw, top, left, dh, dw = args
+    height, width, c_in = x_cl.shape[1], x_cl.shape[2], x_cl.shape[3]
+    h_out, w_out = out.shape[2], out.shape[3]
+    n = row // h_out
+    oh = row - n * h_out
+    acc = np.empty((w_out, c_in), out.dtype)  # (W_out, C)
+    for ow in range(w_out):
+        dst = acc[ow]
+        for c in range(c_in):
+            dst[c] = bias[c]
+        for i in range(kh):
+            ih = oh * sh + i * dh - top
+            if ih < 0 or ih >= height:
+                continue
+            for j in range(kw):
+                iw = ow * sw + j * dw - left
+                if iw < 0 or iw >= width:
+                    continue
+                src = x_cl[n, ih, iw]
+                wv = w_t[i * kw + j]
+                for c in range(c_in):
+                    dst[c] += wv[c] * src[c]
+    for c in range(c_in):
+        dst = out[n, c, oh]
+        for ow in range(w_out):
+            dst[ow] = acc[ow, c]

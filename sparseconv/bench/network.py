@@ -14,6 +14,12 @@ on random float32 data:
 
 Each is checked first against torch's float64 conv (an independent oracle).
 The network's conv time is the sum over its layers of (count x median).
+
+``small`` is no network but a set of layers that take torch well under
+0.1 ms, where per-call overhead (validation, planning, waking threads)
+weighs most: a 96 -> 24 3x3 conv on 6 x 12, 8 -> 8 3x3 on 8 x 8, 16 -> 16
+1x1 on 8 x 8, 64 -> 384 1x1 on 14 x 14 and a 32-channel depthwise 3x3 on
+14 x 14, each counted once.
 """
 
 import numpy as np
@@ -25,7 +31,11 @@ from .harness import Contender, environment, run
 
 __all__ = ["NETWORKS", "bench_network", "network_layers", "network_table"]
 
-NETWORKS = ("mobilenet_v2", "resnet18", "igcv3_d")
+NETWORKS = ("mobilenet_v2", "resnet18", "igcv3_d", "small")
+
+#: (C_in, C_out, k, padding, groups, H, W) of the ``small`` set (stride 1)
+_SMALL = [(96, 24, 3, 1, 1, 6, 12), (8, 8, 3, 1, 1, 8, 8), (16, 16, 1, 0, 1, 8, 8), (64, 384, 1, 0, 1, 14, 14),
+          (32, 32, 3, 1, 32, 14, 14)]
 
 
 def network_layers(name, size=224):
@@ -36,6 +46,9 @@ def network_layers(name, size=224):
 
     if name not in NETWORKS:
         raise ValueError(f"name must be one of {list(NETWORKS)}, got {name!r}")
+    if name == "small":
+        return [{"C_in": c_in, "C_out": c_out, "k": k, "stride": 1, "padding": pad, "dilation": 1, "groups": g,
+                 "H": h, "W": w, "count": 1} for c_in, c_out, k, pad, g, h, w in _SMALL]
     model = getattr(models, name)().eval()
     found = {}
 

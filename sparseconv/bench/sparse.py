@@ -8,7 +8,9 @@ Three parts, each timed side by side in one run (see :mod:`.harness`):
   the structured formats (2:4, blocks, kernels, channels);
 - ``groups``: group (block-diagonal) convolutions for groups = 2 ... 32 and
   depthwise on the conv benchmark's layers, against sparseconv's dense
-  conv2d and torch's grouped and dense conv2d;
+  conv2d and torch's grouped and dense conv2d; depthwise convolution is
+  bound by memory, so its rows also give the bandwidth it reached (input and
+  output bytes / time) beside the STREAM triad's on numba's threads;
 - ``lowrank``: rank C/2, C/4, C/8 factorizations (two convolutions) against
   the dense conv2d.
 
@@ -123,6 +125,9 @@ def bench_groups(quick=False, repeat=None, progress=print):
                           for key in ("sparseconv", "sparseconv dense", "torch", "torch dense")}}
                 rec["realised"] = rec["sparseconv dense"] / rec["sparseconv"] / g
                 rec["torch_realised"] = rec["torch dense"] / rec["torch"] / g
+                if g == c:  # what a memory-bound kernel moves: the input and the output, once each
+                    rec["depthwise_gbs"] = (x.nbytes + out.nbytes) / rec["sparseconv"] / 1e9
+                    rec["torch_depthwise_gbs"] = (x.nbytes + out.nbytes) / rec["torch"] / 1e9
                 records.append(rec)
                 progress(f"groups {name} N={n} g={'dw' if g == c else g}: sparseconv realised {rec['realised']:.2f}, "
                          f"torch {rec['torch_realised']:.2f}")
@@ -131,10 +136,12 @@ def bench_groups(quick=False, repeat=None, progress=print):
 
 def groups_table(records):
     headers = ["layer", "N", "groups", "sparseconv ms", "dense ms", "realised", "torch ms", "torch dense ms",
-               "torch realised", "torch / sparseconv"]
+               "torch realised", "torch / sparseconv", "dw GB/s", "torch dw GB/s"]
     rows = [[r["layer"], r["N"], "dw" if r["depthwise"] else r["groups"], f"{r['sparseconv'] * 1e3:.2f}",
              f"{r['sparseconv dense'] * 1e3:.2f}", f"{r['realised']:.2f}", f"{r['torch'] * 1e3:.2f}",
-             f"{r['torch dense'] * 1e3:.2f}", f"{r['torch_realised']:.2f}", f"{r['torch'] / r['sparseconv']:.2f}"]
+             f"{r['torch dense'] * 1e3:.2f}", f"{r['torch_realised']:.2f}", f"{r['torch'] / r['sparseconv']:.2f}",
+             f"{r['depthwise_gbs']:.1f}" if r["depthwise"] else "", f"{r['torch_depthwise_gbs']:.1f}"
+             if r["depthwise"] else ""]
             for r in records]
     return headers, rows
 
@@ -184,6 +191,8 @@ def bench_sparse(quick=False, parts=PARTS, repeat=None, progress=print):
     runners = {"csr": bench_csr, "groups": bench_groups, "lowrank": bench_lowrank}
     for part in parts:
         result[part] = runners[part](quick=quick, repeat=repeat, progress=progress)
+    if "groups" in parts:
+        result["stream_triad_gbs"] = sparseconv.system.stream_triad(1 << (20 if quick else 24))
     return result
 
 
@@ -193,4 +202,7 @@ TABLES = {"csr": csr_table, "groups": groups_table, "lowrank": lowrank_table}
 def print_tables(result, parts, echo=print):
     for part in parts:
         echo(f"\n{part}:")
+        if part == "groups":
+            echo(f"STREAM triad on numba's threads: {result['stream_triad_gbs']:.1f} GB/s; dw GB/s = (input + "
+                 "output bytes) / time of the depthwise conv")
         echo(format_table(*TABLES[part](result[part])))
