@@ -123,12 +123,15 @@ def conv2d_method(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
 
     Takes conv2d's arguments and checks them as it does.
 
-    One of ``'direct'`` (depthwise and small groups: loops over whole
-    planes), ``'direct-phases'`` (the same, strided: each plane split into
-    its stride phases), ``'shifted'`` (stride 1: one GEMM per kernel tap on
-    the padded input), ``'im2col'`` (GEMMs on im2col tiles), ``'empty'``
-    (a zero-size output), or ``'operator'`` (an operator's own method: see
-    its ``method``), followed by ``', serial'`` when the call is small
+    One of ``'shifted'`` (stride 1: one GEMM per kernel tap on the padded
+    input), ``'channels-last'`` (GEMMs on im2col tiles copied from a
+    channels-last copy of x), ``'im2col'`` (GEMMs on NCHW im2col tiles),
+    ``'direct'`` (depthwise and small groups: loops over whole planes),
+    ``'direct-phases'`` (the same, strided: each plane split into its
+    stride phases), ``'depthwise-cl'`` (depthwise on small planes,
+    vectorised over channels), ``'empty'`` (a zero-size output), or
+    ``'operator'`` (an operator's own method: see its ``method``); a
+    dense method is followed by ``', serial'`` when the call is small
     enough to run on the calling thread.
     """
     run = _plan_call(x, weight, bias, stride, padding, dilation, groups, workspace)[0]
@@ -282,6 +285,7 @@ def _depthwise_cl_plan(out_shape, dtype, geom, serial):
 
 
 def _direct_plan(out_shape, dtype, geom, groups, serial):
+    """Depthwise and small groups: direct loops over whole (phase) planes."""
     zeros = np.zeros(out_shape[1], dtype)  # the bias of a call without one; never written
     if (geom.sh, geom.sw) == (1, 1):
         kernel, method = _conv.conv_direct_shifted, "direct"
@@ -305,7 +309,7 @@ def _direct_plan(out_shape, dtype, geom, groups, serial):
 def _gemm_run(kernel, fn, out_shape, dtype, ws_shapes, args, serial, weight_arg):
     """run(x, weight, bias, layout) of a GEMM kernel: allocates the output and the per-thread slabs, calls it.
 
-    ``weight_arg(weight, taps)`` is the weight in the kernel's layout. A
+    ``weight_arg(weight, layout)`` is the weight in the kernel's layout. A
     serial call leaves BLAS as it is: the products are then too small for
     OpenBLAS to use its threads.
     """

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse
 
 from ._kernels import sparse as _sparse
+from ._kernels import tile as _tile
 from ._validation import choice, count_or_fraction, positive_int
 from .operator import WeightOperator, as_weight
 from .cost import Cost
@@ -138,7 +139,9 @@ class SparseWeight(WeightOperator):
         a = self.arrays
         pack = self.nnz >= _PACK_MIN_USES * self.shape[1]
         if self.format == "csr":
-            _sparse.csr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks, pack)
+            path = _tile.float_path()
+            _sparse.csr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks, pack,
+                               _tile.MARKER[path](0), _tile.row_tile_cols(path, cols.dtype))
         elif self.format == "bsr":
             _sparse.bsr_matmat(a["indptr"], a["indices"], a["data"], cols, out, _TILE, row_blocks, pack)
         else:

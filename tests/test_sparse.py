@@ -142,3 +142,20 @@ def test_inconsistent_arrays_are_refused(weight):
     nm = sc.prune(weight, structure="n:m")
     with pytest.raises(ValueError, match="do not describe a valid"):
         sc.SparseWeight(nm.kernel_shape, "nm", dict(nm.arrays, pos=nm.arrays["pos"] + 4))
+
+
+@pytest.mark.parametrize("level", ["portable", "avx2", "avx512"])
+def test_csr_register_tiles_on_every_level(rng, monkeypatch, level):
+    """A weight dense enough for the packed path: its rows by the register tile of each path this CPU has."""
+    from sparseconv import _config
+
+    if _config.ISA_LEVELS.index(_config.isa_level()) < _config.ISA_LEVELS.index(level):
+        pytest.skip(f"this CPU has no {level}")
+    monkeypatch.setenv("SPARSECONV_ISA", level)
+    for dtype in (np.float32, np.float64):
+        w = rng.standard_normal((12, 9, 3, 3)).astype(dtype)
+        op = sc.prune(w, 0.5)
+        assert op.nnz >= 4 * op.shape[1]  # the packed path
+        for n_cols in (1, 63, 130, 300):  # tiles narrower than, equal to and past the register tile
+            cols = rng.standard_normal((op.shape[1], n_cols)).astype(dtype)
+            assert_close(op @ cols, op.to_dense() @ cols, dtype)

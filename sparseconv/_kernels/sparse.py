@@ -16,6 +16,7 @@ import numba
 import numpy as np
 
 from .._config import PARALLEL, SERIAL, jit
+from .tile import sparse_row_tile
 
 
 @jit(**SERIAL)
@@ -66,23 +67,45 @@ def _csr_rows(indptr, indices, data, src, off, w, r0, r1, out, c0):
             dst[c0 + k] = acc[k]
 
 
+@jit(**SERIAL)
+def _csr_rows_tiled(indptr, indices, data, packed, ld, w, r0, r1, out, c0, marker, tile_cols):
+    """out[r, c0:c0+w] from the packed tile (K, ld) by register tiles of ``tile_cols`` columns, rows r0..r1."""
+    flat = packed.ravel()
+    res = np.empty(ld, out.dtype)
+    for r in range(r0, r1):
+        for q0 in range(0, ld, tile_cols):
+            sparse_row_tile(marker, data, indices, indptr[r], indptr[r + 1], flat, ld, q0, res, q0)
+        dst = out[r]
+        for k in range(w):
+            dst[c0 + k] = res[k]
+
+
 @jit(**PARALLEL)
-def csr_matmat(indptr, indices, data, cols, out, tile, row_blocks, pack):
+def csr_matmat(indptr, indices, data, cols, out, tile, row_blocks, pack, marker, tile_cols):
     """out (R, T) = CSR (R, K) @ cols (K, T).
 
     With ``pack``, each task first copies its column tile into a compact
-    (K, tile) block: rows of the tile then sit 4*tile bytes apart instead of
+    (K, ld) block, ld the tile's width rounded up to ``tile_cols`` (the
+    padding zeros): rows of the tile then sit 4*ld bytes apart instead of
     4*T, which the cache and TLB reward when every row of the tile is read
-    many times (dense enough weights); at high sparsity the copy costs more
-    than it saves.
+    many times (dense enough weights), and each output row is computed by
+    register tiles (:func:`sparseconv._kernels.tile.sparse_row_tile` on the
+    path ``marker`` selects), its accumulators kept in registers over all
+    the row's nonzeros. At high sparsity the copy costs more than it saves,
+    and rows are summed four nonzeros per pass from ``cols`` itself.
     """
     n_tiles = (cols.shape[1] + tile - 1) // tile
     for task in numba.prange(n_tiles * row_blocks):
         c0, c1, r0, r1 = _task(task, row_blocks, tile, cols.shape[1], out.shape[0])
         if pack:
-            packed = np.empty((cols.shape[0], c1 - c0), cols.dtype)
+            w = c1 - c0
+            ld = (w + tile_cols - 1) // tile_cols * tile_cols
+            packed = np.empty((cols.shape[0], ld), cols.dtype)
             _pack(cols, c0, c1, packed)
-            _csr_rows(indptr, indices, data, packed, 0, c1 - c0, r0, r1, out, c0)
+            for k in range(cols.shape[0]):
+                for j in range(w, ld):
+                    packed[k, j] = 0
+            _csr_rows_tiled(indptr, indices, data, packed, ld, w, r0, r1, out, c0, marker, tile_cols)
         else:
             _csr_rows(indptr, indices, data, cols, c0, c1 - c0, r0, r1, out, c0)
 

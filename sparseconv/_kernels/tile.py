@@ -131,3 +131,86 @@ else:
             return context.get_dummy_value()
 
         return types.void(marker, w, row0, buf, base, offsets, q0, dst, d0, ld), codegen
+
+
+#: vectors of columns per sparse row tile
+ROW_VECTORS = 4
+
+
+def row_tile_cols(path, dtype):
+    """Output columns one :func:`sparse_row_tile` computes on ``path`` for ``dtype``: ROW_VECTORS x lanes."""
+    return ROW_VECTORS * FLOAT_PATHS[path] // (8 * np.dtype(dtype).itemsize)
+
+
+if numba.config.DISABLE_JIT:
+
+    def sparse_row_tile(marker, data, indices, p0, p1, src, ld, q0, dst, d0):
+        """The row tile's definition, for ``NUMBA_DISABLE_JIT=1``."""
+        cols = row_tile_cols(_MARKER_PATH_PY[np.dtype(type(marker))], src.dtype)
+        acc = np.zeros(cols, src.dtype)
+        for p in range(p0, p1):
+            start = indices[p] * ld + q0
+            acc += data[p] * src[start:start + cols]
+        dst[d0:d0 + cols] = acc
+
+else:
+
+    @intrinsic
+    def sparse_row_tile(typingctx, marker, data, indices, p0, p1, src, ld, q0, dst, d0):
+        """dst[d0 + q] = sum_{p0 <= p < p1} data[p] * src[indices[p]*ld + q0 + q], q < ROW_VECTORS x lanes.
+
+        One output row of a sparse (CSR) weight times dense columns: its
+        ROW_VECTORS accumulators stay in registers over all the row's
+        nonzeros, where a loop over columns loads and stores them per
+        nonzero. data, src, dst 1-D of one float dtype; indices 1-D integers.
+        """
+        path = _MARKER_PATH.get(marker)
+        if path is None or not isinstance(data, types.Array) or data.ndim != 1:
+            return None
+        flt = data.dtype
+        if flt not in (types.float32, types.float64) or src != types.Array(flt, 1, "C"):
+            return None
+        if dst != types.Array(flt, 1, "C") or not isinstance(indices, types.Array) or indices.ndim != 1:
+            return None
+        if not isinstance(indices.dtype, types.Integer):
+            return None
+        if not all(isinstance(a, types.Integer) for a in (p0, p1, ld, q0, d0)):
+            return None
+        bits = 32 if flt == types.float32 else 64
+        lanes = FLOAT_PATHS[path] // bits
+
+        def codegen(context, builder, signature, args):
+            v_arr, i_arr, s_arr, d_arr = (context.make_array(signature.args[i])(context, builder, args[i])
+                                          for i in (1, 2, 5, 8))
+            i64 = ir.IntType(64)
+            p0_, p1_, ld_, q0_, d0_ = (context.cast(builder, args[i], signature.args[i], types.int64)
+                                       for i in (3, 4, 6, 7, 9))
+            vty = ir.VectorType(context.get_value_type(flt), lanes)
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * lanes)) for _ in range(ROW_VECTORS)]
+            undef = ir.Constant(vty, ir.Undefined)
+            zeros = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                                 f"llvm.fma.v{lanes}f{bits}")
+            align = bits // 8
+            with cgutils.for_range(builder, builder.sub(p1_, p0_)) as loop:
+                p = builder.add(p0_, loop.index)
+                col = context.cast(builder, builder.load(builder.gep(i_arr.data, [p])), indices.dtype, types.int64)
+                start = builder.add(builder.mul(col, ld_), q0_)
+                value = builder.load(builder.gep(v_arr.data, [p]))
+                splat = builder.shuffle_vector(builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0)),
+                                               undef, zeros)
+                for h in range(ROW_VECTORS):
+                    at = builder.gep(s_arr.data, [builder.add(start, ir.Constant(i64, lanes * h))])
+                    x = builder.load(builder.bitcast(at, vty.as_pointer()), align=align)
+                    acc = accs[h]
+                    if path == "portable":
+                        new = builder.fadd(builder.load(acc), builder.fmul(x, splat))
+                    else:
+                        new = builder.call(fma, [x, splat, builder.load(acc)])
+                    builder.store(new, acc)
+            for h in range(ROW_VECTORS):
+                at = builder.gep(d_arr.data, [builder.add(d0_, ir.Constant(i64, lanes * h))])
+                builder.store(builder.load(accs[h]), builder.bitcast(at, vty.as_pointer()), align=align)
+            return context.get_dummy_value()
+
+        return types.void(marker, data, indices, p0, p1, src, ld, q0, dst, d0), codegen
