@@ -18,6 +18,9 @@ METHOD_CASES = [
     ("depthwise-cl", 1, 64, 64, 9, 8, (3, 5), (2, 1), (1, 2), 1, 64),
     ("depthwise-cl", 1, 48, 48, 7, 7, 5, 1, 4, 2, 48),
     ("shifted", 1, 16, 8, 7, 9, 3, 1, 1, 1, 1),
+    ("grouped-tile", 1, 12, 12, 7, 9, 3, 1, 1, 1, 4),  # groups of 3 channels: rows padded to the tile's 4
+    ("grouped-tile", 1, 8, 12, 9, 8, (3, 5), 1, (2, 1), (2, 1), 2),  # 4 in, 6 out per group, dilation
+    ("shifted", 1, 16, 16, 12, 12, 1, 1, 0, 1, 2),  # grouped 1x1: GEMMs in place
     ("shifted", 1, 16, 8, 6, 6, 1, 1, 0, 1, 1),  # 1x1: the weight itself is the tap-major view
     ("channels-last", 2, 8, 4, 9, 11, 3, 2, 1, 1, 1),
     ("channels-last", 1, 8, 4, 10, 9, (3, 5), (2, 1), (1, 2), 1, 1),

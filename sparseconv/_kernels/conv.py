@@ -40,6 +40,7 @@ import numpy as np
 from .. import _blas
 from .._config import PARALLEL, SERIAL, jit
 from .im2col import im2col_tile
+from .tile import TILE_ROWS, float_tile
 
 
 @jit(**SERIAL)
@@ -420,3 +421,60 @@ def _shifted_task(task, buf, res, args):
         for r in range(rows):
             d = (oh0 + r) * w_out
             _add(out[n, m, d:d + w_out], res[(m - m0) * n_cols + r * wp:], bias[m])
+
+
+@jit(**PARALLEL)
+def conv_grouped_tile(marker, cols, x, wg, bias, out, ws_in, ws_mid, groups, band, kh, kw, dh, dw, top, left,
+                      wp, serial):
+    """Stride-1 grouped conv with narrow groups by register tiles (:func:`.tile.float_tile`) on padded bands.
+
+    wg (G*Mp, C_in/G*kH*kW): each group's C_out/G weight rows then zero rows
+    up to Mp (a multiple of the tile's rows), columns in (c, i, j) order;
+    ``marker`` and ``cols`` the tile's path and width. Tasks are (image,
+    band of output rows): the band's padded input (``ws_in``, with ``cols``
+    spare values the last tile of a row may read) is read in place by
+    every tap, one tile of 4 channels x ``cols`` columns at a time, into
+    ``ws_mid`` (G*Mp, band columns rounded up to ``cols``); then the valid
+    columns go to ``out`` (N, C_out, H_out, W_out) with the bias.
+    """
+    n_bands = (out.shape[2] + band - 1) // band
+    args = (marker, cols, x, wg, bias, out, groups, band, kh, kw, dh, dw, top, left, wp)
+    if serial:
+        for task in range(x.shape[0] * n_bands):
+            _grouped_tile_task(task, n_bands, ws_in[0], ws_mid[0], args)
+    else:
+        for task in numba.prange(x.shape[0] * n_bands):
+            thread = numba.get_thread_id()
+            _grouped_tile_task(task, n_bands, ws_in[thread], ws_mid[thread], args)
+
+
+@jit(**SERIAL)
+def _grouped_tile_task(task, n_bands, buf, mid, args):
+    marker, cols, x, wg, bias, out, groups, band, kh, kw, dh, dw, top, left, wp = args
+    c_in = x.shape[1]
+    c_out, h_out = out.shape[1], out.shape[2]
+    cin_g, cout_g = c_in // groups, c_out // groups
+    mp = wg.shape[0] // groups
+    band_i = task % n_bands
+    n = task // n_bands
+    oh0 = band_i * band
+    rows = min(band, h_out - oh0)
+    ncp = (rows * wp + cols - 1) // cols * cols
+    span = (kh - 1) * dh
+    plane = (rows + span) * wp
+    _pad_band(x, n, 0, c_in, oh0, rows + span, top, left, wp, buf)
+    _fill(buf[c_in * plane:], 0)
+    offsets = np.empty(cin_g * kh * kw, np.int64)  # where channel c's tap (i, j) starts in the group's band
+    for c in range(cin_g):
+        for i in range(kh):
+            for j in range(kw):
+                offsets[(c * kh + i) * kw + j] = c * plane + i * dh * wp + j * dw
+    for g in range(groups):
+        for r0 in range(0, mp, TILE_ROWS):
+            for q0 in range(0, ncp, cols):
+                float_tile(marker, wg, g * mp + r0, buf, g * cin_g * plane, offsets, q0, mid, g * mp + r0, ncp)
+    for o in range(c_out):
+        g = o // cout_g
+        src = mid[(g * mp + o - g * cout_g) * ncp:]
+        for r in range(rows):
+            _add(out[n, o, oh0 + r], src[r * wp:], bias[o])
