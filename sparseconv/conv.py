@@ -131,7 +131,9 @@ def conv2d_method(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     One of ``'shifted'`` (stride 1: one GEMM per kernel tap on the padded
     input), ``'channels-last'`` (GEMMs on im2col tiles copied from a
     channels-last copy of x), ``'im2col'`` (GEMMs on NCHW im2col tiles),
-    ``'direct'`` (depthwise and small groups: loops over whole planes),
+    ``'grouped-tile'`` (stride 1, groups of at most 8 channels: register
+    tiles on padded bands), ``'direct'`` (depthwise and small groups: loops
+    over whole planes),
     ``'direct-phases'`` (the same, strided: each plane split into its
     stride phases), ``'depthwise-cl'`` (depthwise on small planes,
     vectorised over channels), ``'empty'`` (a zero-size output), or
