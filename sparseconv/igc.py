@@ -97,7 +97,6 @@ class IGCV1(ProductWeight):
 
     def _conv2d(self, x, geom, bias, workspace):
         """Primary group conv by the dense kernels, then the secondary with both permutations as strides."""
-
         from . import _blas
         from ._kernels import igc as _igc
         from ._threads import blas_single_threaded

@@ -1,14 +1,18 @@
-"""Dense convolution kernels: GEMMs on im2col tiles, or on shifted views.
+"""Dense convolution kernels: GEMMs on im2col tiles, or on shifted views; direct loops and register tiles
+where groups are too small for a GEMM (``conv_direct_shifted``, ``conv_direct_phases``,
+``conv_grouped_tile``).
 
-Two ways to feed a GEMM with the im2col matrix without building all of it:
+Two ways to feed a GEMM with the im2col matrix without building all of it
+(a third, on a channels-last copy of x, is in :mod:`.channels_last`):
 
 ``conv_im2col``
     Work is cut into tasks = (tile of output columns) x (block of output
     channels). Per task, a thread fills the tile's columns (only for the
     input channels its output block reads), multiplies them by the weight
-    rows with a single-threaded GEMM per group, and scatters the result into
-    the NCHW output. The tile stays in the core's cache between the two
-    steps. Any stride.
+    rows with a single-threaded GEMM per group, and writes the result into
+    the NCHW output (straight from the GEMM where the tile lies in one
+    image). The tile stays in the core's cache between the two steps. Any
+    stride.
 
 ``conv_shifted`` (stride 1)
     With the input zero-padded to (H_p, W_p) and laid out flat per channel,
@@ -449,16 +453,18 @@ def conv_grouped_tile(marker, cols, x, wg, bias, out, ws_in, ws_mid, groups, ban
 
 
 @jit(**SERIAL)
-def _grouped_tile_task(task, n_bands, buf, mid, args):
-    marker, cols, x, wg, bias, out, groups, band, kh, kw, dh, dw, top, left, wp = args
+def grouped_band_tiles(marker, cols, x, wg, n, oh0, rows, groups, kh, kw, dh, dw, top, left, wp, buf, mid):
+    """A grouped stride-1 conv of output rows oh0..oh0+rows of image n by register tiles, into ``mid``.
+
+    Pads the band's input rows (all channels) into ``buf`` (followed by
+    ``cols`` spare zeros the last tile of a row may read), then computes
+    mid[g*Mp + r, q] for every group g, its Mp = wg.shape[0] / groups rows
+    (see :func:`conv_grouped_tile`) and the band's columns q on the padded
+    width, rounded up to ``cols``: that row length, ncp, is returned.
+    """
     c_in = x.shape[1]
-    c_out, h_out = out.shape[1], out.shape[2]
-    cin_g, cout_g = c_in // groups, c_out // groups
+    cin_g = c_in // groups
     mp = wg.shape[0] // groups
-    band_i = task % n_bands
-    n = task // n_bands
-    oh0 = band_i * band
-    rows = min(band, h_out - oh0)
     ncp = (rows * wp + cols - 1) // cols * cols
     span = (kh - 1) * dh
     plane = (rows + span) * wp
@@ -473,6 +479,20 @@ def _grouped_tile_task(task, n_bands, buf, mid, args):
         for r0 in range(0, mp, TILE_ROWS):
             for q0 in range(0, ncp, cols):
                 float_tile(marker, wg, g * mp + r0, buf, g * cin_g * plane, offsets, q0, mid, g * mp + r0, ncp)
+    return ncp
+
+
+@jit(**SERIAL)
+def _grouped_tile_task(task, n_bands, buf, mid, args):
+    marker, cols, x, wg, bias, out, groups, band, kh, kw, dh, dw, top, left, wp = args
+    c_out, h_out = out.shape[1], out.shape[2]
+    cout_g = c_out // groups
+    mp = wg.shape[0] // groups
+    band_i = task % n_bands
+    n = task // n_bands
+    oh0 = band_i * band
+    rows = min(band, h_out - oh0)
+    ncp = grouped_band_tiles(marker, cols, x, wg, n, oh0, rows, groups, kh, kw, dh, dw, top, left, wp, buf, mid)
     for o in range(c_out):
         g = o // cout_g
         src = mid[(g * mp + o - g * cout_g) * ncp:]

@@ -1,18 +1,16 @@
 """IGCV1 kernels: the secondary 1x1 group conv with both channel shuffles as strides, and the fused
 stride-1 pass (primary and secondary per band of output rows, the primary's output kept in cache).
 
-``igc_fused`` runs the primary as one GEMM per (group, tap); ``igc_fused_narrow``, for primary groups
-of at most 8 channels, with the register tile of :mod:`.tile` instead (a GEMM call per group of so few
-channels costs more than its multiply-adds).
+``igc_fused`` runs the primary as one GEMM per (group, tap); ``igc_fused_narrow``, for narrow primary
+groups (the caller's bound: 16 channels), with the register tile of :mod:`.tile` instead (a GEMM call per
+group of so few channels costs more than its multiply-adds).
 """
 
 import numba
-import numpy as np
 
 from .. import _blas
 from .._config import PARALLEL, SERIAL, jit
-from .conv import _add, _fill, _pad_band
-from .tile import TILE_ROWS, float_tile
+from .conv import _add, _fill, _pad_band, grouped_band_tiles
 
 
 @jit(**PARALLEL)
@@ -43,6 +41,7 @@ def igc_secondary(fn, y, wd, bias, out, tile):
         for l_ in range(lg):
             _add(o_flat[base + l_ * m_groups * p_img:base + l_ * m_groups * p_img + cols],
                  o_flat[base + l_ * m_groups * p_img:], bias[l_ * m_groups + m])
+
 
 @jit(**PARALLEL)
 def igc_fused(fn, x, wt, wd, bias, out, ws_in, ws_mid, ws_res, band, kh, kw, dh, dw, top, left, wp, h_out,
@@ -128,20 +127,8 @@ def _narrow_task(task, n_bands, buf, mid, res, args):
     oh0 = band_i * band
     rows = min(band, h_out - oh0)
     n_cols = rows * wp
-    ncp = (n_cols + cols - 1) // cols * cols
-    span = (kh - 1) * dh
-    plane = (rows + span) * wp
-    _pad_band(x, n, 0, g_ch, oh0, rows + span, top, left, wp, buf)
-    _fill(buf[g_ch * plane:], 0)
-    offsets = np.empty(m_ch * kh * kw, np.int64)  # where channel c's tap (i, j) starts in the group's band
-    for c in range(m_ch):
-        for i in range(kh):
-            for j in range(kw):
-                offsets[(c * kh + i) * kw + j] = c * plane + i * dh * wp + j * dw
-    for g in range(l_ch):
-        for r0 in range(0, mp, TILE_ROWS):
-            for q0 in range(0, ncp, cols):
-                float_tile(marker, wg, g * mp + r0, buf, g * m_ch * plane, offsets, q0, mid, g * mp + r0, ncp)
+    # the primary: a group conv of L groups of M channels, rows g*Mp + c of mid
+    ncp = grouped_band_tiles(marker, cols, x, wg, n, oh0, rows, l_ch, kh, kw, dh, dw, top, left, wp, buf, mid)
     for m in range(m_ch):  # secondary group m: rows l*Mp + m of mid, rows l*M + m of res
         _blas.gemm(fn, l_ch, n_cols, l_ch, wd[m].ravel(), l_ch, mid[m * ncp:], mp * ncp,
                    res[m * n_cols:], m_ch * n_cols, 0.0)
