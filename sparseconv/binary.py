@@ -3,7 +3,7 @@
 Rastegari, Ordonez, Redmon, Farhadi, "XNOR-Net: ImageNet Classification
 Using Binary Convolutional Neural Networks", ECCV 2016. For a fixed sign
 pattern B = sign(W) the scale minimising ||W - alpha B||_F is
-alpha = <W, B> / <B, B> = mean |w|: per output channel with
+alpha = <W, B> / <B, B> = mean(abs(w)): per output channel with
 ``scale="channel"``, one for the whole tensor with ``scale="tensor"``.
 
 Two kernels, by what the input columns are:
@@ -166,7 +166,7 @@ class BinaryInputWeight(NonlinearWeight):
     weight : BinaryWeight
         alpha B, the linear part.
     activation_scale : bool
-        Multiply each column by XNOR-Net's K[j] = mean |cols[:, j]|.
+        Multiply each column by XNOR-Net's K[j] = mean(abs(cols[:, j])).
 
     Notes
     -----
@@ -266,7 +266,7 @@ def binarize(weight, scale="channel", activations=None, activation_scale=True):
     ----------
     weight : array, shape (C_out, C_in, kH, kW), or a WeightOperator
     scale : "channel", "tensor" or None
-        alpha = mean |w| per output channel, over the whole tensor, or 1.
+        alpha = mean(abs(w)) per output channel, over the whole tensor, or 1.
         Either mean is the least-squares optimal scale for the signs; an
         all-zero row gets alpha = 0.
     activations : None or 1 (also "float" or "binary")
@@ -274,7 +274,7 @@ def binarize(weight, scale="channel", activations=None, activation_scale=True):
         (float) multiplies float columns by the signs; 1 (binary) binarises
         them too and runs the XNOR-popcount kernel (see the module docstring).
     activation_scale : bool
-        With binary activations, scale each column by K[j] = mean |x[:, j]|.
+        With binary activations, scale each column by K[j] = mean(abs(x[:, j])).
 
     Returns
     -------

@@ -1,9 +1,21 @@
-"""Pictures of the algebra: the sparsity pattern of every factor of an operator.
+"""Pictures of the algebra, and the one style every figure of the docs, tutorials and tools shares.
+
+- :func:`use_style`: the rcParams (grid, no top/right spines, small fonts) and
+  the Okabe-Ito palette, colour-blind safe;
+- :func:`family_style`: a colour and marker per compression family, distinct
+  for every family the registry holds (9 colours x 11 markers, so the 11
+  families never share a colour-marker pair);
+- :func:`structure`: the sparsity pattern of every factor of an operator.
 
 matplotlib is imported when a function here is called, not when sparseconv is.
 """
 
-__all__ = ["structure"]
+__all__ = ["MARKERS", "PALETTE", "family_style", "structure", "use_style"]
+
+#: Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
+PALETTE = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999")
+#: one marker per family, so that families sharing a colour never share a marker too
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
 
 
 def _pyplot():
@@ -12,6 +24,37 @@ def _pyplot():
     except ImportError as err:  # pragma: no cover - matplotlib is a dependency
         raise ImportError("sparseconv.plot needs matplotlib: pip install matplotlib") from err
     return plt
+
+
+def use_style():
+    """Set matplotlib's rcParams to the library's figure style (and return ``matplotlib.pyplot``)."""
+    plt = _pyplot()
+    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+                         "axes.spines.right": False, "font.size": 9, "legend.fontsize": 7,
+                         "axes.prop_cycle": plt.cycler(color=PALETTE)})
+    return plt
+
+
+def family_style(name, names=None):
+    """``dict(color=..., marker=..., linestyle=...)`` for the family (or design) ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A family's name (``"quantize"``) or any label in ``names``.
+    names : sequence of str, optional
+        The labels a figure shows, in order; default: the registry's
+        families. The i-th gets colour i mod 9 and marker i mod 11, and a
+        dashed line once the colours repeat, so no two share all three.
+    """
+    from . import registry
+
+    names = list(registry.names() if names is None else names)
+    if name not in names:
+        raise ValueError(f"name must be one of {names}, got {name!r}")
+    i = names.index(name)
+    return dict(color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)],
+                linestyle="-" if i < len(PALETTE) else "--")
 
 
 def structure(op, figsize=None):

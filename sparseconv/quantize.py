@@ -1,7 +1,7 @@
 """Uniform integer quantization: W ~ diag(s) (Q - z), Q integer codes of ``bits`` bits.
 
 - ``scheme="symmetric"``: q = round(w / s) in [-(2^(b-1) - 1), 2^(b-1) - 1],
-  s = max |w| / (2^(b-1) - 1), z = 0.
+  s = max(abs(w)) / (2^(b-1) - 1), z = 0.
 - ``scheme="affine"``: q = round(w / s) + z in [0, 2^b - 1], with the range
   [min(w, 0), max(w, 0)] (zero is exactly representable) mapped onto it:
   s = (max - min) / (2^b - 1), z = round(-min / s).
@@ -18,8 +18,8 @@ Two kernels:
   activations=a)``): the columns are quantized too, symmetric with one
   scale for the tensor, x ~ s_x q_x; the scale is the one fixed by
   :meth:`IntegerInputWeight.calibrate` from a sample of inputs (static
-  quantization) or, if never calibrated, max |x| of each conv2d call
-  (dynamic; ``op @ cols`` takes max |cols|). The product is then integer
+  quantization) or, if never calibrated, max(abs(x)) of each conv2d call
+  (dynamic; ``op @ cols`` takes max(abs(cols))). The product is then integer
   multiply-accumulate, y = s s_x (Q - z) q_x: not linear in x, so a
   :class:`sparseconv.NonlinearWeight` whose ``weight`` is the QuantizedWeight.
 """
@@ -235,7 +235,7 @@ class IntegerInputWeight(NonlinearWeight):
     activations : int, 2..16
         Bits of the inputs, quantized symmetric with one scale s_x for the tensor.
     act_scale : float, optional
-        s_x, fixed (static quantization; :meth:`calibrate` sets it); None: max |x| / (2^(a-1) - 1) of each call.
+        s_x, fixed (static quantization; :meth:`calibrate` sets it); None: max(abs(x)) / (2^(a-1) - 1) of each call.
 
     Notes
     -----
@@ -276,11 +276,11 @@ class IntegerInputWeight(NonlinearWeight):
         return self.weight.codes
 
     def calibrate(self, x):
-        """Fix the activation scale from a sample of inputs: s_x = max |x| / (2^(a-1) - 1); returns self.
+        """Fix the activation scale from a sample of inputs: s_x = max(abs(x)) / (2^(a-1) - 1); returns self.
 
         ``x`` is any array of the values the layer will see (a batch of
         inputs, N x C_in x H x W): im2col only repeats them and adds zeros,
-        so max |x| is max |cols|. Without calibration each call uses the
+        so max(abs(x)) is max(abs(cols)). Without calibration each call uses the
         max of its own columns.
         """
         x = as_array(x, "x")
@@ -300,7 +300,7 @@ class IntegerInputWeight(NonlinearWeight):
         """(q_x, s_x): the columns as the integer kernel sees them, q_x (K, n) in the narrowest int dtype.
 
         q_x = clip(rint(cols / s_x), -(2^(a-1) - 1), 2^(a-1) - 1), computed in float64, with s_x =
-        ``act_scale``, else the calibrated scale, else max |cols| / (2^(a-1) - 1).
+        ``act_scale``, else the calibrated scale, else max(abs(cols)) / (2^(a-1) - 1).
         """
         qmax = _signed_max(self.activations)
         s = self._columns_scale(cols) if act_scale is None else act_scale

@@ -219,7 +219,7 @@ def prune(weight, amount=None, structure="unstructured", block=(4, 4), n=2, m=4)
 
     Notes
     -----
-    Magnitude is |w| for entries and the L1 norm for structures. Entries that
+    Magnitude is abs(w) for entries and the L1 norm for structures. Entries that
     are zero already are not stored either.
     """
     weight = as_weight(weight)

@@ -277,9 +277,12 @@ def test_igcv1_register_tiles_on_every_level(rng, monkeypatch, level):
 
     if _config.ISA_LEVELS.index(_config.isa_level()) < _config.ISA_LEVELS.index(level):
         pytest.skip(f"this CPU has no {level}")
+    native = _config.isa_level() == level
     monkeypatch.setenv("SPARSECONV_ISA", level)
     assert tile.float_path() == level or (_config.isa_level() == "portable" and tile.float_path() == "portable")
-    for dtype in (np.float32, np.float64):
+    # float64 at the CPU's own level only: a lower level's tile is the same code at a narrower vector width,
+    # and each (level, dtype) is a compilation of its own
+    for dtype in (np.float32, np.float64) if native else (np.float32,):
         op = sc.IGCV1.random(4, 4, seed=3, dtype=dtype)
         x = rng.standard_normal((2, 16, 29, 30)).astype(dtype)
         assert_close(sc.conv2d(x, op, padding=1), torch_conv2d(x, op.to_weight(), padding=1), dtype)

@@ -27,3 +27,18 @@ def test_structure_of_a_single_operator():
     assert image.shape == (8, 72) and image.sum() == 8 * 18
     with pytest.raises(TypeError, match="WeightOperator"):
         sc.plot.structure(np.eye(3))
+
+
+def test_every_family_has_its_own_style():
+    styles = [sc.plot.family_style(name) for name in sc.registry.names()]
+    assert len({tuple(sorted(st.items())) for st in styles}) == len(styles) == len(sc.registry.names())
+    assert len({(st["color"], st["marker"]) for st in styles}) == len(styles)
+    many = [f"design {i}" for i in range(30)]
+    assert len({tuple(sorted(sc.plot.family_style(n, many).items())) for n in many}) == 30
+    with pytest.raises(ValueError, match="name must be one of"):
+        sc.plot.family_style("not a family")
+
+
+def test_use_style_sets_the_palette():
+    plt = sc.plot.use_style()
+    assert plt.rcParams["axes.prop_cycle"].by_key()["color"][:3] == list(sc.plot.PALETTE[:3])

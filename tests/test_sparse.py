@@ -151,8 +151,11 @@ def test_csr_register_tiles_on_every_level(rng, monkeypatch, level):
 
     if _config.ISA_LEVELS.index(_config.isa_level()) < _config.ISA_LEVELS.index(level):
         pytest.skip(f"this CPU has no {level}")
+    native = _config.isa_level() == level
     monkeypatch.setenv("SPARSECONV_ISA", level)
-    for dtype in (np.float32, np.float64):
+    # float64 at the CPU's own level only: a lower level's tile is the same code at a narrower vector width,
+    # and each (level, dtype) is a compilation of its own
+    for dtype in (np.float32, np.float64) if native else (np.float32,):
         w = rng.standard_normal((12, 9, 3, 3)).astype(dtype)
         op = sc.prune(w, 0.5)
         assert op.nnz >= 4 * op.shape[1]  # the packed path

@@ -78,18 +78,16 @@ def test_compare_quick_cli(tmp_path, capsys):
         assert 0 <= r["accuracy"] <= 1 and r["time_s"] > 0
 
 
-def _ordered(records, family, prefix=""):
-    return [r["weight_error"] for r in records if r["family"] == family and r["label"].startswith(prefix)]
-
-
 @pytest.mark.slow
 def test_weight_error_grows_as_the_budget_shrinks():
-    records = compare(quick=False, progress=False, repeat=1,
-                      families=["quantize", "kmeans", "low_rank", "spatial_low_rank", "reduce_channels", "prune",
-                                "block_diagonal"])
+    """compare's sweep (the registry's budgets, most expensive first) orders each family's points by error."""
+    weight = network.load_network()["conv2.weight"]
+    points = sweep(weight.shape)
     for family, prefix in (("quantize", ""), ("kmeans", ""), ("low_rank", ""), ("spatial_low_rank", ""),
                            ("reduce_channels", ""), ("prune", "unstructured"), ("block_diagonal", "")):
-        errors = _ordered(records, family, prefix)
+        build = sc.registry.family(family).build
+        errors = [sc.relative_error(build(weight, **params), weight)
+                  for name, label, params in points if name == family and label.startswith(prefix)]
         assert len(errors) >= 3, family
         assert all(b >= a - 1e-9 for a, b in zip(errors, errors[1:])), (family, errors)
 
@@ -121,9 +119,14 @@ def test_compare_on_a_user_layer(tmp_path):
 
 @pytest.mark.slow
 def test_study_and_figures_quick(tmp_path, capsys):
+    """The study (one epoch, quick) writes its JSON; figures draws everything from it and a quick compare."""
     pytest.importorskip("torch")
+    study = tmp_path / "study"
+    assert main(["study", "--quick", "--epochs", "1", "--out", str(study)]) == 0
+    rows = json.loads((study / "study.json").read_text())["rows"]
+    assert rows and all(abs(r["budget_gap"]) <= 0.05 and 0 <= r["error_mean"] <= 1 for r in rows)
     out = tmp_path / "figs"
-    assert main(["figures", "--quick", "--out", str(out)]) == 0
+    assert main(["figures", "--quick", "--study-json", str(study / "study.json"), "--out", str(out)]) == 0
     for name in ("flops_vs_error.png", "flops_vs_accuracy.png", "speed_vs_flops.png", "params_vs_error.png",
                  "igcv1_width.png", "igcv2_factors.png", "structure_igcv1.png", "structure_igcv3.png",
                  "singular_values.png"):
@@ -142,3 +145,16 @@ def test_equal_budget_matches_parameters():
             assert abs(n - budget) <= 0.05 * budget, (design, G, n, budget)
             assert sum(p.numel() for p in build(design, G).parameters()) == n
     assert sc is not None
+
+
+def test_torch_model_is_the_numpy_network():
+    pytest.importorskip("torch")
+    import torch
+
+    from sparseconv.datasets import load_digits
+    from sparseconv.study.network import forward, load_network, torch_model
+
+    x = load_digits("test")[0][:50]
+    with torch.no_grad():
+        logits = torch_model()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(logits, forward(load_network(), x), rtol=1e-4, atol=1e-4)

@@ -1,4 +1,4 @@
-"""The figures: one style, the Okabe-Ito colour-blind-safe palette, labelled axes with units.
+"""The figures, in :mod:`sparseconv.plot`'s style and palette, labelled axes with units.
 
 ``all_figures(out)`` (``sparseconv figures``) writes every figure of the
 docs and tutorials: from ``compare`` on the default layer
@@ -15,31 +15,18 @@ import numpy as np
 
 import sparseconv as sc
 
-__all__ = ["PALETTE", "all_figures", "compare_figures", "network_error_figure", "study_figure", "theory_figures"]
+__all__ = ["all_figures", "compare_figures", "network_error_figure", "study_figure", "theory_figures"]
 
-#: Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
-PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
+PALETTE = sc.plot.PALETTE
 
 
 def _plt():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("the figures need matplotlib: pip install matplotlib") from exc
-    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-                         "axes.spines.right": False, "font.size": 9, "legend.fontsize": 7,
-                         "axes.prop_cycle": plt.cycler(color=PALETTE)})
-    return plt
+    # the figures are written to files, whatever backend the caller uses (a notebook keeps its inline one)
+    return sc.plot.use_style()
 
 
 def _style(family, families):
-    i = list(families).index(family)
-    return dict(color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)],
-                linestyle="-" if i < len(PALETTE) else "--")
+    return sc.plot.family_style(family, families)
 
 
 def _save(fig, path):
@@ -224,7 +211,7 @@ def network_error_figure(result, path, target=2.0):
         if r["mac_reduction"] >= target:
             i, j = layers.index(r["layer"]), families.index(r["family"])
             grid[i, j] = np.nanmin([grid[i, j], max(r["network_error"], 1e-6)])
-    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * len(families), 1.4 + 0.2 * len(layers)))
+    fig, ax = plt.subplots(figsize=(2.4 + 0.55 * len(families), max(2.8, 1.6 + 0.2 * len(layers))))
     cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")
     finite = grid[np.isfinite(grid)]
     norm = LogNorm(vmin=max(finite.min(), 1e-6), vmax=max(finite.max(), 2e-6)) if finite.size else None
@@ -235,5 +222,5 @@ def network_error_figure(result, path, target=2.0):
     ax.set_title(f"Network output error, one layer replaced\n(best point with >= {target:g}x fewer MACs; "
                  f"grey: none)", fontsize=8)
     if norm is not None:
-        fig.colorbar(im, ax=ax, label="relative error of the network's output")
+        fig.colorbar(im, ax=ax, label="network output error")
     return _save(fig, path)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import conv2d
 
-__all__ = ["SHAPES", "WEIGHTS", "accuracy", "forward", "layer_input", "load_network", "train_default"]
+__all__ = ["SHAPES", "WEIGHTS", "accuracy", "forward", "layer_input", "load_network", "torch_model", "train_default"]
 
 WEIGHTS = pathlib.Path(__file__).resolve().parent / "default_net.npz"
 SHAPES = {"conv1.weight": (64, 1, 3, 3), "conv1.bias": (64,), "conv2.weight": (64, 64, 3, 3), "conv2.bias": (64,),
@@ -71,6 +71,24 @@ def _torch_net(torch):
     return nn.Sequential(nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
+
+
+def torch_model(net=None):
+    """The network as a ``torch.nn.Sequential`` in eval mode, with the shipped weights (or ``net``'s arrays).
+
+    Its modules are numbered as printed: 0 conv1, 3 conv2 (the layer under
+    study), 7 the linear classifier; ``model(x)`` on (N, 1, 28, 28) float32
+    gives the logits :func:`forward` gives.
+    """
+    import torch
+
+    net = load_network() if net is None else net
+    model = _torch_net(torch)
+    with torch.no_grad():
+        for i, name in ((0, "conv1"), (3, "conv2"), (7, "fc")):
+            model[i].weight.copy_(torch.from_numpy(net[f"{name}.weight"]))
+            model[i].bias.copy_(torch.from_numpy(net[f"{name}.bias"]))
+    return model.eval()
 
 
 def train_default(out=None, seed=TRAINING["seed"], epochs=TRAINING["epochs"], batch_size=TRAINING["batch_size"],

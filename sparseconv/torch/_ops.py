@@ -76,7 +76,7 @@ def igc_conv2d(x, primary, secondary, L, M, stride=1, padding=0, dilation=1):
 
 
 def sign_ste(x):
-    """sign(x) with sign(0) = +1; gradient by the clipped straight-through estimator (1 where |x| <= 1)."""
+    """sign(x) with sign(0) = +1; gradient by the clipped straight-through estimator (1 where abs(x) <= 1)."""
     clipped = x.clamp(-1, 1)
     return clipped + (torch.where(x < 0, -torch.ones_like(x), torch.ones_like(x)) - clipped).detach()
 
@@ -98,7 +98,7 @@ def fake_quantize(x, scale, zero_point, qmin, qmax):
 def binary_input_conv2d(x, weight, stride=1, padding=0, dilation=1, activation_scale=True):
     """XNOR-Net's binary-input convolution: conv of sign(x) (zero padding binarises to +1), times K.
 
-    K[n, h, w] = mean |x| over each receptive field (a conv of |x| with a
+    K[n, h, w] = mean(abs(x)) over each receptive field (a conv of abs(x) with a
     box filter), when ``activation_scale``; the sign's gradient is the
     clipped straight-through estimator of :func:`sign_ste`.
     """
@@ -113,10 +113,10 @@ def binary_input_conv2d(x, weight, stride=1, padding=0, dilation=1, activation_s
 
 
 def quantize_input(x, bits, scale=None):
-    """x fake-quantized to ``bits``-bit symmetric integers: with ``scale``, or max |x| / (2^(bits-1) - 1).
+    """x fake-quantized to ``bits``-bit symmetric integers: with ``scale``, or max(abs(x)) / (2^(bits-1) - 1).
 
     The rule of :meth:`sparseconv.QuantizedWeight.quantize_columns` for a
-    whole conv2d input (max |x| = max |cols|).
+    whole conv2d input (max(abs(x)) = max(abs(cols))).
     """
     qmax = 2 ** (bits - 1) - 1
     if scale is None:

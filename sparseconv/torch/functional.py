@@ -27,7 +27,7 @@ def operator_conv2d(x, op, stride=1, padding=0, dilation=1):
     - block-diagonal: ``groups``; low rank: two convs; spatial low rank: a
       kH x 1 then a 1 x kW conv; channel reduction: the small conv scattered;
     - binary: alpha * sign(W); binary activations through :func:`sign_ste`
-      (zero padding binarises to +1) and XNOR-Net's K as a conv of |x|;
+      (zero padding binarises to +1) and XNOR-Net's K as a conv of abs(x);
     - quantized: the dequantized weight; integer activations by
       :func:`fake_quantize` with the calibrated or per-call scale;
     - codebook: the weight gathered from the codebook;

@@ -214,7 +214,7 @@ class BinaryConv2d(_Geometry):
 
     Forward: the latent weight's signs (sign(0) = +1) times alpha, with alpha
     recomputed from the latent weight as in :func:`sparseconv.binarize`
-    (mean |w| per channel or for the tensor, or 1); binary activations as in
+    (mean(abs(w)) per channel or for the tensor, or 1); binary activations as in
     :func:`.functional.operator_conv2d`.
     """
 
