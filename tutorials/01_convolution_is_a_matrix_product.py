@@ -17,9 +17,11 @@ import os
 import time
 
 import numpy as np
+from matplotlib.patches import Rectangle
 
 import sparseconv as sc
 
+plt = sc.plot.use_style()  # the library's figure style and colour-blind-safe palette
 QUICK = os.environ.get("SPARSECONV_QUICK") == "1"
 rng = np.random.default_rng(0)
 
@@ -42,6 +44,27 @@ by_hand = patch.reshape(-1)                      # channel by channel, row by ro
 assert np.array_equal(cols[:, 1 * 3 + 2], by_hand)
 
 # %% [markdown]
+# The same thing as a picture, drawn from these arrays: the patch under
+# output pixel (1, 2) in each of the 4 channels, and the column it becomes.
+# Read the column top to bottom: the 9 values of channel 0 row by row, then
+# channel 1, and so on.
+
+# %%
+fig, axes = plt.subplots(1, 5, figsize=(9, 2.6), gridspec_kw=dict(width_ratios=[1, 1, 1, 1, 0.45]))
+lim = np.abs(x).max()
+for c, ax in enumerate(axes[:4]):
+    ax.imshow(x[0, c], cmap="coolwarm", vmin=-lim, vmax=lim)
+    ax.add_patch(Rectangle((2 - 0.5, 1 - 0.5), 3, 3, fill=False, edgecolor="black", linewidth=2))
+    ax.set(title=f"x[0, {c}]", xticks=[], yticks=[])
+    ax.grid(False)
+axes[4].imshow(cols[:, [1 * 3 + 2]], cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto")
+axes[4].set(title="its column\n(36 rows)", xticks=[], yticks=[0, 9, 18, 27])
+axes[4].grid(False)
+fig.suptitle("im2col: the 3x3 patch of every channel under output pixel (1, 2) becomes one column")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## W as stacked kernels, and conv2d = W @ cols
 #
 # Each filter (C_in, kH, kW) flattens into one row of W in the same order,
@@ -54,6 +77,27 @@ Y = W @ cols                                     # (C_out, H_out*W_out)
 y = sc.conv2d(x, weight)                         # the library's convolution
 assert np.allclose(Y.reshape(1, 6, 3, 3), y)
 print("conv2d == W @ im2col:", np.abs(Y.reshape(y.shape) - y).max())
+
+# %% [markdown]
+# The product drawn to scale: W (6 × 36, one row per filter, its 4 channels'
+# 3 × 3 kernels side by side) times the columns (36 × 9, one per output
+# pixel) is Y (6 × 9, one row per output channel). Row 0 of W times
+# column 5 of the columns is entry (0, 5) of Y.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(9, 2.8), gridspec_kw=dict(width_ratios=[36, 9, 9]))
+for ax, (name, m) in zip(axes, (("W  (C_out x C_in kH kW)", W), ("im2col(x)  (C_in kH kW x H_out W_out)", cols),
+                                ("Y = W @ im2col(x)", Y))):
+    ax.imshow(m, cmap="coolwarm", vmin=-np.abs(m).max(), vmax=np.abs(m).max(), aspect="equal")
+    ax.set(title=name, xticks=[], yticks=[])
+    ax.grid(False)
+for c in range(1, 4):  # the kernels of one filter, channel after channel
+    axes[0].axvline(9 * c - 0.5, color="black", linewidth=1)
+axes[0].add_patch(Rectangle((-0.5, -0.5), 36, 1, fill=False, edgecolor="black", linewidth=2))
+axes[1].add_patch(Rectangle((5 - 0.5, -0.5), 1, 36, fill=False, edgecolor="black", linewidth=2))
+axes[2].add_patch(Rectangle((5 - 0.5, -0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## Cross-correlation, not convolution
@@ -163,3 +207,6 @@ assert cost.macs == c * c * 9 * n * hw * hw
 #    what falls on the padding?
 # 3. `sc.reference.conv2d` loops only over filters and taps and lets NumPy
 #    do the rest. Time it between the two above: where does it land, and why?
+#
+# Solutions: [`solutions/s01_convolution_is_a_matrix_product.py`](solutions/s01_convolution_is_a_matrix_product.py)
+# (the test suite runs them and checks their answers).

@@ -18,6 +18,7 @@ import numpy as np
 import sparseconv as sc
 from sparseconv.study.network import load_network
 
+plt = sc.plot.use_style()
 QUICK = os.environ.get("SPARSECONV_QUICK") == "1"
 rng = np.random.default_rng(0)
 W = load_network()["conv2.weight"]          # a real trained layer: (64, 64, 3, 3)
@@ -71,6 +72,22 @@ assert by_bits == by_signs
 print(f"{word_a:016x} XOR {word_b:016x}: popcount {bin(word_a ^ word_b).count('1')}, dot = {by_bits}")
 
 # %% [markdown]
+# The two words and their XOR, bit by bit (a bit is set where the sign is
+# −1): the XOR is set exactly where the signs differ, and the dot product
+# is the 64 agreements minus twice the disagreements.
+
+# %%
+rows = np.array([[(w >> i) & 1 for i in range(64)] for w in (word_a, word_b, word_a ^ word_b)])
+fig, ax = plt.subplots(figsize=(9, 1.6))
+ax.imshow(rows, cmap="Greys", aspect="auto", vmin=0, vmax=1.4)
+ax.set(yticks=range(3), yticklabels=["a (signs)", "b (signs)", "a XOR b"], xlabel="bit i (sign of entry i)",
+       title=f"popcount(a XOR b) = {rows[2].sum()} differing signs: dot = 64 - 2 x {rows[2].sum()} = {by_bits}")
+ax.set_xticks(range(0, 64, 8))
+ax.grid(False)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
 # sparseconv's XNOR kernel does this for whole matrices, with a popcount it
 # adds to numba (LLVM's `ctpop`, the hardware `popcnt` where the CPU has
 # one). `sparseconv bench lowp` times it against the float GEMM; here, one
@@ -108,6 +125,25 @@ for bits in (8, 4, 2):
     err = np.abs(q.to_weight() - W).reshape(64, -1).max(axis=1)
     assert np.all(err <= q.scale / 2 + 1e-6)
     print(f"{bits} bits: {q.nbytes:6,} bytes, weight error {sc.relative_error(q, W):.4f}")
+
+# %% [markdown]
+# The staircase: each weight of one output channel against the value it is
+# stored as, at 2, 3 and 4 bits (symmetric: the steps are the channel's
+# max |w| divided into 2^(b−1) − 1 levels each side of zero).
+
+# %%
+w0 = np.sort(W[0].reshape(-1))
+fig, ax = plt.subplots(figsize=(5.5, 3.6))
+ax.plot(w0, w0, color="#999999", linestyle=":", linewidth=1, label="no rounding")
+for i, bits in enumerate((2, 3, 4)):
+    q = sc.quantize(W[:1], bits)
+    ax.step(w0, np.sort(q.to_weight().reshape(-1)), where="mid", color=sc.plot.PALETTE[i + 5],
+            label=f"{bits} bits: {2 ** bits - 1} levels")
+ax.set(xlabel="weight w (channel 0)", ylabel="stored value q(w)", title="Integer quantization is a staircase")
+ax.legend()
+plt.show()
+
+# %%
 q8 = sc.quantize(W, 8, activations=8).calibrate(x)
 y_int = sc.conv2d(x, q8, padding=1)
 y_ref = sc.conv2d(x, W, padding=1)
@@ -126,6 +162,16 @@ toy = np.array([2.91, 3.06, 3.21, -1.02, -0.98, 1.01, 0.97]).reshape(1, 7, 1, 1)
 shared = sc.kmeans_quantize(toy, n_clusters=3, per_channel=False, init="linear")
 print("centroids:", np.sort(shared.codebook).round(3), "indices:", shared.idx)
 assert np.allclose(np.sort(shared.codebook), [-1.0, 0.99, 3.06])
+cb16 = sc.kmeans_quantize(W, n_clusters=16, per_channel=False)
+fig, ax = plt.subplots(figsize=(6, 3.2))
+ax.hist(W.reshape(-1), bins=200, color=sc.plot.PALETTE[2], label="weights of the trained layer")
+for c in cb16.codebook:
+    ax.axvline(c, color=sc.plot.PALETTE[6], linewidth=1)
+ax.plot([], [], color=sc.plot.PALETTE[6], label="the 16 centroids k-means found")
+ax.set(xlabel="weight", ylabel="count", title="k-means puts its centroids where the weights are")
+ax.legend()
+plt.show()
+
 for k in (256, 16, 4):
     cb = sc.kmeans_quantize(W, n_clusters=k, per_channel=False)
     cb.method = "accumulate"  # the kernel that adds into k bins first, then multiplies k times
@@ -152,3 +198,6 @@ for k in (256, 16, 4):
 # 2. At which bit width does the quantized layer's output error first exceed 5%?
 # 3. Compare `init="linear"` with `init="kmeans++"` for k = 4: which keeps the
 #    large weights better, and why does Deep Compression prefer it?
+#
+# Solutions: [`solutions/s02_low_precision.py`](solutions/s02_low_precision.py)
+# (the test suite runs them and checks their answers).

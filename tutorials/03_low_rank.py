@@ -11,12 +11,12 @@
 # %%
 import os
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 import sparseconv as sc
 from sparseconv.study.network import load_network
 
+plt = sc.plot.use_style()
 QUICK = os.environ.get("SPARSECONV_QUICK") == "1"
 rng = np.random.default_rng(0)
 
@@ -45,7 +45,7 @@ W = load_network()["conv2.weight"]
 sv = np.linalg.svd(W.reshape(64, -1), compute_uv=False)
 energy = np.cumsum(sv ** 2) / np.sum(sv ** 2)
 fig, ax = plt.subplots(figsize=(5, 3))
-ax.semilogy(sv, marker=".")
+ax.semilogy(np.arange(1, 65), sv, marker=".", color=sc.plot.PALETTE[5])
 ax.set(xlabel="index", ylabel="singular value", title="conv2 of the digits network")
 plt.show()
 for r in (8, 16, 32):
@@ -67,6 +67,27 @@ for r in (32, 16, 8):
     two_convs = sc.conv2d(sc.conv2d(x, first, padding=1), second)
     assert np.allclose(two_convs, sc.conv2d(x, op, padding=1), atol=1e-3)
     print(f"rank {r:2d}: {op.num_params:6,} parameters (dense {W.size:,}), error {dropped:.3f}")
+
+# %% [markdown]
+# Every rank at once: the measured error of `low_rank` (points) lies on the
+# Eckart–Young curve computed from the spectrum alone (line), and the
+# parameters grow linearly with r: the cost-error trade of this family is
+# the spectrum's tail.
+
+# %%
+ranks = np.arange(1, 65)
+measured = [sc.relative_error(sc.low_rank(W, rank=int(r)), W) for r in ranks[::4]]
+fig, ax = plt.subplots(figsize=(5.5, 3.4))
+ax.plot(ranks, np.sqrt(np.maximum(1 - energy, 0)), color=sc.plot.PALETTE[5], label="sqrt(dropped energy)")
+ax.plot(ranks[::4], measured, "o", color=sc.plot.PALETTE[6], markersize=4, label="relative_error(low_rank(W, r), W)")
+ax2 = ax.twinx()
+ax2.plot(ranks, ranks * (64 + 576) / W.size, color=sc.plot.PALETTE[8], linestyle="--", label="parameters / dense")
+ax2.set(ylabel="parameters / dense", ylim=(0, 1.1))
+ax2.grid(False)
+ax.set(xlabel="rank r", ylabel="relative weight error", title="Rank-r reconstruction of conv2")
+ax.legend(loc="upper center")
+ax2.legend(loc="center right")
+plt.show()
 
 # %% [markdown]
 # ## Fewer channels
@@ -92,6 +113,16 @@ column = np.array([1.0, 2.0, 1.0]).reshape(1, 1, 3, 1)    # (C_out, C_in, kH, 1)
 row = np.array([1.0, 0.0, -1.0]).reshape(1, 1, 1, 3)       # (C_out, C_in, 1, kW)
 sep = sc.conv2d(sc.conv2d(img, column), row)               # 3 + 3 multiply-adds per pixel instead of 9
 assert np.allclose(sep, sc.conv2d(img, k[None, None]))
+fig, axes = plt.subplots(1, 3, figsize=(6, 2.2), gridspec_kw=dict(width_ratios=[1, 3, 3]))
+for ax, (name, m) in zip(axes, (("3x1", column[0, 0]), ("1x3", row[0, 0]), ("3x1 @ 1x3 = Sobel", k))):
+    ax.imshow(m, cmap="coolwarm", vmin=-2, vmax=2)
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{v:g}", ha="center", va="center")
+    ax.set(title=name, xticks=[], yticks=[])
+    ax.grid(False)
+fig.suptitle("A rank-1 kernel is an outer product: 3 + 3 multiply-adds instead of 9")
+fig.tight_layout()
+plt.show()
 for r in (48, 24, 12):
     op = sc.spatial_low_rank(W, r)
     print(f"spatial rank {r}: {op.num_params:6,} parameters, error {sc.relative_error(op, W):.3f}")
@@ -111,3 +142,6 @@ for r in (48, 24, 12):
 #    the same parameters) on the real layer inputs of `sparseconv.study.network`.
 # 3. Why does `reduce_channels` lose more than `low_rank` at the same
 #    parameter count?
+#
+# Solutions: [`solutions/s03_low_rank.py`](solutions/s03_low_rank.py)
+# (the test suite runs them and checks their answers).

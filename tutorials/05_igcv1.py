@@ -17,13 +17,13 @@
 # %%
 import os
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 import sparseconv as sc
 from sparseconv import theory
 from sparseconv.study.network import load_network
 
+plt = sc.plot.use_style()
 QUICK = os.environ.get("SPARSECONV_QUICK") == "1"
 rng = np.random.default_rng(0)
 
@@ -74,6 +74,14 @@ no_shuffle = sc.ProductWeight([op.secondary, op.primary])
 print("with the interleaving permutation:", sc.complementary(op),
       "| without:", sc.complementary(no_shuffle),
       f"({np.count_nonzero(sc.paths(no_shuffle))} of 256 pairs joined)")
+fig, axes = plt.subplots(1, 2, figsize=(6.4, 3))
+for ax, (name, prod) in zip(axes, (("interleaved: 1 path per pair", op), ("no permutation", no_shuffle))):
+    counts_i = sc.paths(prod)
+    im = ax.imshow(counts_i, cmap="Greys", vmin=0, vmax=max(1, counts_i.max()), interpolation="nearest")
+    ax.set(title=name, xlabel="input channel c", ylabel="output channel o")
+    ax.grid(False)
+fig.colorbar(im, ax=axes, label="paths from c to o", shrink=0.8)
+plt.show()
 
 # %% [markdown]
 # ## Wider at the same budget
@@ -92,6 +100,23 @@ for M in (2, 4, 8, 16):
 G, L, M = theory.igcv1_max_width(budget, S)
 print(f"widest IGCV1 within {budget:,} parameters: G={G} (L={L}, M={M})")
 assert G > C
+
+# %% [markdown]
+# Every L at once: for each number of primary partitions, the widest IGCV1
+# (largest M) that fits the budget of the regular 64-channel conv.
+
+# %%
+Ls = np.arange(1, 129)
+widths = [L * max((m for m in range(1, 2 * C) if theory.igcv1_params(int(L), m, S) <= budget), default=0)
+          for L in Ls]
+fig, ax = plt.subplots(figsize=(5.5, 3.4))
+ax.plot(Ls, widths, marker="o", markersize=2, color=sc.plot.PALETTE[5])
+ax.plot(L, G, marker="*", markersize=12, color=sc.plot.PALETTE[6], linestyle="none", label=f"widest: L={L}, G={G}")
+ax.axhline(C, color="#999999", linestyle=":", label=f"regular conv, C={C}")
+ax.set(xscale="log", xlabel="primary partitions L", ylabel="width G = L M",
+       title=f"IGCV1 width at the parameters of a {C}-channel 3x3 conv")
+ax.legend()
+plt.show()
 
 # %% [markdown]
 # ## The two extremes
@@ -123,6 +148,10 @@ fit = sc.igcv1(W, L=4, M=16, max_iter=10 if QUICK else 40)
 assert all(b <= a + 1e-12 for a, b in zip(fit.history, fit.history[1:]))
 print(f"IGCV1 (4, 16) fit to conv2: relative error {fit.history[0]:.3f} -> {fit.history[-1]:.3f}, "
       f"{fit.num_params:,} parameters (dense {W.size:,})")
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.plot(np.arange(len(fit.history)), fit.history, marker=".", color=sc.plot.PALETTE[5])
+ax.set(xlabel="ALS sweep", ylabel="relative weight error", title="Fitting IGCV1 (L=4, M=16) to conv2")
+plt.show()
 
 # %% [markdown]
 # ## Summary
@@ -141,3 +170,6 @@ print(f"IGCV1 (4, 16) fit to conv2: relative error {fit.history[0]:.3f} -> {fit.
 #    does it for C = 64): where is the maximum, and why?
 # 3. Time `sc.conv2d` with IGCV1 (L, M) for L = 2 … 16 on a 64-channel layer
 #    (`sparseconv bench igc`): which shapes realise their MAC reduction?
+#
+# Solutions: [`solutions/s05_igcv1.py`](solutions/s05_igcv1.py)
+# (the test suite runs them and checks their answers).

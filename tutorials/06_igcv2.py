@@ -14,12 +14,12 @@
 import math
 import os
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 import sparseconv as sc
 from sparseconv import theory
 
+plt = sc.plot.use_style()
 QUICK = os.environ.get("SPARSECONV_QUICK") == "1"
 rng = np.random.default_rng(0)
 
@@ -38,6 +38,22 @@ assert sc.complementary(op) == "strict"
 print("K = 2x2x2 on 8 channels:", sc.complementary(op), "| K = 2x2:",
       sc.complementary(sc.IGCV2.random(C, (2, 2), seed=0)))
 fig = sc.plot.structure(op)
+plt.show()
+
+# %% [markdown]
+# The path counts say why: with K = 2×2×2 every input reaches every output
+# by exactly one chain of channels; with K = 2×2 (product 4, not 8) each
+# output is reached from only half the inputs, by one path each.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(6.4, 3))
+for ax, sizes_i in zip(axes, ((2, 2, 2), (2, 2))):
+    counts_i = sc.paths(sc.IGCV2.random(C, sizes_i, seed=0))
+    ax.imshow(counts_i, cmap="Greys", vmin=0, vmax=max(1, counts_i.max()), interpolation="nearest")
+    ax.set(title=f"K = {'x'.join(map(str, sizes_i))}: paths in {sorted(set(counts_i.ravel().tolist()))}",
+           xlabel="input channel", ylabel="output channel")
+    ax.grid(False)
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -60,7 +76,7 @@ print(f"best integer design: K = {'x'.join(map(str, sizes))}, {best:,} parameter
 assert abs((best_real - 1) - math.log(C)) <= 1
 assert best == theory.igcv2_params(C, S, sizes) == sc.IGCV2.random(C, sizes).num_params
 fig, ax = plt.subplots(figsize=(5, 3))
-ax.plot(n, balanced, marker="o")
+ax.plot(n, balanced, marker="o", color=sc.plot.PALETTE[5])
 ax.set(xlabel="factors L", ylabel="parameters", title=f"IGCV2 on C = {C}")
 plt.show()
 
@@ -104,3 +120,6 @@ print(f"IGCV2 (8, 8) fit: error {fit.history[-1]:.3f} with {fit.num_params:,} pa
 #    parameter?
 # 3. Why is a product of many 1×1 group convs slow on a CPU even when its MAC
 #    count is tiny? (Tutorial 9.)
+#
+# Solutions: [`solutions/s06_igcv2.py`](solutions/s06_igcv2.py)
+# (the test suite runs them and checks their answers).

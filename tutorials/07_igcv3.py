@@ -15,11 +15,11 @@
 # %%
 import os
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 import sparseconv as sc
 
+plt = sc.plot.use_style()
 QUICK = os.environ.get("SPARSECONV_QUICK") == "1"
 rng = np.random.default_rng(0)
 
@@ -45,6 +45,15 @@ print("paths per (output, input) pair:", np.unique(counts))
 assert sc.complementary(op) == "loose"
 starved = sc.IGCV3.random(8, 12, expansion=1, groups=(8, 4))   # too few expanded channels per group
 print("E/G2 = 2 channels per reducing group, from 2 of 8 expanding groups:", sc.complementary(starved))
+fig, axes = plt.subplots(1, 2, figsize=(6.4, 3))
+for ax, (name, prod) in zip(axes, (("t=2, groups (2, 2): loose", op), ("t=1, groups (8, 4): starved", starved))):
+    counts_i = sc.paths(prod)
+    im = ax.imshow(counts_i, cmap="Greys", vmin=0, interpolation="nearest")
+    ax.set(title=name, xlabel="input channel", ylabel="output channel")
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, shrink=0.7, label="paths")
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## It is a convolution, strides included
@@ -74,6 +83,15 @@ print(block)
 for name, build in (("MobileNetV2 1.0", st.mobilenet_v2), ("IGCV3-D 1.0", st.igcv3_d)):
     table = st.count_cost(build(), (1, 3, 224, 224))
     print(f"{name:16s} {table.params / 1e6:5.2f} M parameters, {table.macs / 1e6:6.1f} M MACs")
+tables = {name: st.count_cost(build(), (1, 3, 224, 224))
+          for name, build in (("MobileNetV2 1.0", st.mobilenet_v2), ("IGCV3-D 1.0", st.igcv3_d))}
+fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.8))
+for ax, (what, unit, key) in zip(axes, (("parameters", "M", "params"), ("MACs at 224 x 224", "M", "macs"))):
+    values = [getattr(t, key) / 1e6 for t in tables.values()]
+    ax.bar(list(tables), values, color=[sc.plot.PALETTE[5], sc.plot.PALETTE[6]])
+    ax.set(title=what, ylabel=unit)
+fig.tight_layout()
+plt.show()
 mbv2 = st.count_cost(st.mobilenet_v2(), (1, 3, 224, 224))
 assert mbv2.params == 3_504_872 and abs(mbv2.macs - 300e6) < 3e6   # torchvision's model; the paper's 300 M
 
@@ -93,3 +111,6 @@ assert mbv2.params == 3_504_872 and abs(mbv2.macs - 300e6) < 3e6   # torchvision
 #    the error trade against the parameters?
 # 3. Print `count_cost(st.igcv3_d(), ...)` and find the layers with the most
 #    MACs. Are they the ones with the most parameters?
+#
+# Solutions: [`solutions/s07_igcv3.py`](solutions/s07_igcv3.py)
+# (the test suite runs them and checks their answers).

@@ -9,15 +9,15 @@
 # %%
 import os
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 import sparseconv as sc
 import sparseconv.torch as st
 from sparseconv.datasets import load_digits
-from sparseconv.study.network import load_network
+from sparseconv.study.network import torch_model
 
+plt = sc.plot.use_style()
 QUICK = os.environ.get("SPARSECONV_QUICK") == "1"
 device = "cuda" if torch.cuda.is_available() else "cpu"
 torch.manual_seed(0)
@@ -46,18 +46,12 @@ print(f"IGCV1Conv2d on {y.device}: {sum(p.numel() for p in layer.parameters()):,
 # reports what changed; every replacement is a trainable module.
 
 # %%
-net = load_network()
-
 def digits_model():
-    m = torch.nn.Sequential(torch.nn.Conv2d(1, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                            torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                            torch.nn.Flatten(), torch.nn.Linear(64 * 7 * 7, 10))
-    with torch.no_grad():
-        for i, name in ((0, "conv1"), (3, "conv2"), (7, "fc")):
-            m[i].weight.copy_(torch.from_numpy(net[f"{name}.weight"]))
-            m[i].bias.copy_(torch.from_numpy(net[f"{name}.bias"]))
-    return m.to(device).eval()
+    """The shipped network's layers and trained weights as a torch module (``torch_model``), on ``device``."""
+    return torch_model().to(device)
 
+
+print(digits_model())
 xs, ys = load_digits("test")
 xt, yt = torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device)
 
@@ -83,16 +77,34 @@ for p in model.parameters():
 for p in model[3].parameters():
     p.requires_grad_(True)
 opt = torch.optim.Adam(model[3].parameters(), lr=1e-3)
-model.train()
 steps = 20 if QUICK else 200
-for step in range(steps):
+losses, curve = [], [(0, accuracy(model))]
+for step in range(1, steps + 1):
+    model.train()
     idx = torch.randint(0, len(x_train), (64,), device=device)
     opt.zero_grad()
     loss = torch.nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
     loss.backward()
     opt.step()
+    losses.append(loss.item())
+    if step % (steps // 10) == 0:
+        model.eval()
+        curve.append((step, accuracy(model)))
 model.eval()
 print(f"after {steps} steps of fine-tuning: {accuracy(model):.3f}")
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
+ax1.plot(np.arange(1, steps + 1), losses, color=sc.plot.PALETTE[2], alpha=0.5, label="batch loss")
+window = max(1, steps // 20)
+ax1.plot(np.arange(window, steps + 1), np.convolve(losses, np.ones(window) / window, mode="valid"),
+         color=sc.plot.PALETTE[5], label=f"mean of {window}")
+ax1.set(xlabel="step", ylabel="cross-entropy", title="fine-tuning conv2 as IGCV1 (4, 16)")
+ax1.legend()
+ax2.plot(*zip(*curve), marker="o", color=sc.plot.PALETTE[6])
+ax2.axhline(accuracy(digits_model()), color="#999999", linestyle=":", label="the dense network")
+ax2.set(xlabel="step", ylabel="test accuracy", title="on the 1,000 test digits")
+ax2.legend()
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## A short equal-budget training run
@@ -111,7 +123,8 @@ result = equal_budget(quick=True, designs=designs[:2] if QUICK else designs, epo
 print(study_table(result))
 assert all(abs(r["budget_gap"]) <= 0.05 for r in result["rows"])
 fig, ax = plt.subplots(figsize=(5, 3))
-ax.barh([r["design"] for r in result["rows"]], [100 * r["error_mean"] for r in result["rows"]])
+ax.barh([r["design"] for r in result["rows"]], [100 * r["error_mean"] for r in result["rows"]],
+        color=[sc.plot.family_style(r["design"], designs)["color"] for r in result["rows"]])
 ax.set(xlabel="test error (%)", title=f"{result['rows'][0]['budget']:,} parameters, quick run")
 plt.show()
 
@@ -132,3 +145,6 @@ plt.show()
 # 2. Run `st.count_cost` on the compressed model: where did the MACs go?
 # 3. On a machine with a GPU, time `st.IGCV1Conv2d` against `nn.Conv2d` with
 #    `sparseconv bench torch`.
+#
+# Solutions: [`solutions/s08_training_on_gpu_with_torch.py`](solutions/s08_training_on_gpu_with_torch.py)
+# (the test suite runs them and checks their answers).

@@ -10,12 +10,12 @@
 import os
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 import sparseconv as sc
 from sparseconv.study.compare import compare
 
+plt = sc.plot.use_style()
 QUICK = os.environ.get("SPARSECONV_QUICK") == "1"
 rng = np.random.default_rng(0)
 
@@ -31,9 +31,11 @@ rng = np.random.default_rng(0)
 records = compare(quick=True, progress=False)
 families = list(dict.fromkeys(r["family"] for r in records))
 fig, ax = plt.subplots(figsize=(5.5, 4))
-for f in families:
+for f in families:  # one colour-marker pair per family (sparseconv.plot.family_style)
     pts = [r for r in records if r["family"] == f]
-    ax.scatter([r["mac_reduction"] for r in pts], [r["speedup"] for r in pts], label=f, s=18)
+    st = sc.plot.family_style(f, families)
+    ax.scatter([r["mac_reduction"] for r in pts], [r["speedup"] for r in pts], label=f, s=18, color=st["color"],
+               marker=st["marker"])
 lim = [0.5, 60]
 ax.plot(lim, lim, "k--", linewidth=1)
 ax.set(xscale="log", yscale="log", xlabel="MAC reduction (x)", ylabel="measured speedup (x)")
@@ -87,6 +89,58 @@ print(f"dense {t_dense * 1e3:.2f} ms, depthwise {t_dw * 1e3:.3f} ms: {t_dense / 
       f"for 64x fewer FLOPs ({100 * t_dense / t_dw / 64:.0f}% of the reduction realised)")
 
 # %% [markdown]
+# ## The roofline, measured
+#
+# Two numbers describe the machine: the GEMM's FLOP rate (what a kernel with
+# data reuse can reach) and the memory bandwidth of the STREAM triad (what a
+# kernel that touches each byte once can reach). A kernel of intensity I
+# FLOP/byte cannot run faster than min(peak, I × bandwidth): the roof. Each
+# point below is one layer on this input, timed here, at the intensity the
+# cost model gives it.
+
+# %%
+a = rng.standard_normal((1024, 1024)).astype(np.float32)
+peak = 2 * 1024 ** 3 / best_of(lambda: a @ a) / 1e9                       # GFLOP/s
+bandwidth = sc.system.stream_triad(n=1 << 22 if QUICK else 1 << 24)      # GB/s
+layers = {
+    "dense 3x3": dense,
+    "depthwise 3x3": depthwise,
+    "1x1": sc.DenseWeight(rng.standard_normal((64, 64, 1, 1)).astype(np.float32)),
+    "groups=8 3x3": sc.block_diagonal(dense.weight, 8),
+    "IGCV1 (4, 16)": sc.IGCV1.random(4, 16, seed=0),
+    "low rank 16": sc.low_rank(dense.weight, rank=16),
+}
+points = {}
+for name, op in layers.items():
+    pad = 0 if op.kernel_shape[2] == 1 else 1
+    c = sc.conv_cost(op, x.shape, padding=pad)
+    t = best_of(lambda op=op, pad=pad: sc.conv2d(x, op, padding=pad))
+    points[name] = (c.flops / c.bytes_moved, c.flops / t / 1e9)
+fig, ax = plt.subplots(figsize=(6, 4))
+intensity = np.logspace(-1, 3, 200)
+ax.plot(intensity, np.minimum(peak, intensity * bandwidth), color="black", linewidth=1.5,
+        label=f"roof: GEMM {peak:.0f} GFLOP/s, triad {bandwidth:.1f} GB/s")
+for name, (ai, rate) in points.items():
+    st = sc.plot.family_style(name, list(points))
+    ax.plot(ai, rate, linestyle="none", marker=st["marker"], color=st["color"], markersize=8, label=name)
+ax.axvline(peak / bandwidth, color="#999999", linestyle=":", linewidth=1)
+ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP / byte, cost model)",
+       ylabel="achieved GFLOP/s (measured)", title=f"Roofline of this machine, input {x.shape}")
+ax.legend(fontsize=6, loc="lower right")
+plt.show()
+for name, (ai, rate) in points.items():
+    print(f"{name:14s} {ai:7.1f} FLOP/byte, {rate:6.1f} GFLOP/s = {100 * rate / min(peak, ai * bandwidth):3.0f}% "
+          "of its roof")
+
+# %% [markdown]
+# A point **above** the roof ran from the caches, not from memory: the triad
+# measures the bandwidth of memory with arrays far larger than the caches,
+# while one image's activations here (64 × 56 × 56 floats, 0.8 MB) fit in a
+# core's L2. The roof is the bound for data that must come from memory; for
+# data already in cache the bound is higher, which is why kernels tile their
+# work to stay there.
+
+# %% [markdown]
 # ## What the library's kernels do about it
 #
 # - Group convolutions run one GEMM per group on im2col tiles that stay in
@@ -117,3 +171,6 @@ print(f"dense {t_dense * 1e3:.2f} ms, depthwise {t_dw * 1e3:.3f} ms: {t_dense / 
 #    MAC reduction, and why do small M not?
 # 3. Find your machine's GEMM rate (`sparseconv bench conv` prints it) and
 #    its memory bandwidth (time a large `np.copyto`): where is the balance point?
+#
+# Solutions: [`solutions/s09_flops_are_not_time.py`](solutions/s09_flops_are_not_time.py)
+# (the test suite runs them and checks their answers).
