@@ -18,6 +18,7 @@ def _write_json(args, result):
     from ._table import write_json
 
     if args.json:
+        result = dict(result, command=" ".join(["sparseconv"] + args.argv))
         write_json(args.json, result)
         print(f"\nwrote {args.json}")
 
@@ -462,6 +463,7 @@ def build_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in the JSON files the tools write, beside the numbers
     if getattr(args, "isa", None):
         return _emulated(argv, args.isa)
     return args.func(args)

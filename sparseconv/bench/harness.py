@@ -20,6 +20,7 @@ How it times (the rules the project's benchmarks follow):
    use medians.
 """
 
+import datetime
 import os
 import platform
 import time
@@ -135,6 +136,7 @@ def environment():
 
     system = sparseconv.system.info()
     env = {
+        "date": datetime.date.today().isoformat(),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": system["cpu"],
