@@ -27,15 +27,6 @@ ROOT = DOCS.parent
 OUT = DOCS / "generated"
 
 
-def _title(notebook):
-    for cell in json.loads(notebook.read_text())["cells"]:
-        if cell["cell_type"] == "markdown":
-            for line in "".join(cell["source"]).splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    raise ValueError(f"{notebook.name} has no '# title' line in a markdown cell")
-
-
 def write_tutorials():
     out = OUT / "tutorials"
     out.mkdir(parents=True, exist_ok=True)
@@ -99,8 +90,9 @@ def _family_page(family):
              f"(`sparseconv.torch.from_conv(conv, \"{family.name}\", ...)` in torch)",
              f"- operators: {ops}",
              "- torch module: " + (", ".join(f"`sparseconv.torch.{m}`" for m in torch_modules) or "the dense conv"),
-             "- cost: what its operators store and run, zeros it does not store cost nothing"
-             + (" (a sparse format: it also takes depthwise layers)" if family.keeps_zeros else ""), "",
+             "- depthwise layers: " + ("compare runs it there (a sparse format: the zero blocks stay free)"
+                                       if family.keeps_zeros else "compare skips it there (it would run the "
+                                       "dense block-diagonal matrix)"), "",
              "## The budgets `compare` sweeps", "",
              f"On the default layer (C_out, C_in, kH, kW) = {DEFAULT_KERNEL}, input {DEFAULT_INPUT}, "
              "padding 1: what each operator stores (`nbytes`, the file's payload) and runs (`conv_cost`). "
@@ -160,7 +152,7 @@ def write_cli():
 
 
 def _measured_on(result):
-    env = result["environment"]
+    env = result["environment"] if "environment" in result else result["networks"][0]["environment"]
     blas = env.get("gemm_backend", "?")
     torch = f", torch {env['torch']} with {env['torch_threads']} threads" if env.get("torch") else ""
     command = f" Command: `{result['command']}`." if result.get("command") else ""
@@ -173,7 +165,9 @@ def _measured_on(result):
 def _bench_conv_md(result):
     from sparseconv.bench.conv import table
 
-    return _table(*table(result["records"], result["gemm_gflops"]))
+    rates = ", ".join(f"{name} {rate:.0f}" for name, rate in result["gemm_gflops"].items())
+    return (f"Float32 GEMM rate in the same run: {rates} GFLOP/s.\n\n"
+            + _table(*table(result["records"], result["gemm_gflops"])))
 
 
 def _bench_network_md(result):
