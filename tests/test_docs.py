@@ -38,3 +38,10 @@ def test_a_stale_table_is_refused(pages, tmp_path, monkeypatch):
     (tmp_path / "bench-results").symlink_to(DOCS / "bench-results")
     with pytest.raises(RuntimeError, match="differ from docs/bench-results"):
         pages.check_benchmarks_page()
+
+
+def test_the_api_reference_lists_every_public_name():
+    import sparseconv
+
+    listed = set(re.findall(r"^   (\w[\w.]*)$", (DOCS / "api.md").read_text(), re.M))
+    assert set(sparseconv.__all__) <= listed, sorted(set(sparseconv.__all__) - listed)
