@@ -48,6 +48,7 @@ def test_every_tutorial_has_exercises_and_links_its_solutions():
         assert [int(n) for n in solved] == numbers, f"{_solutions(tutorial).name} solves {solved}, not {numbers}"
 
 
+@pytest.mark.slow  # real workloads (fits, timings, fine-tuning): CI runs them, `-m "not slow"` skips them
 @pytest.mark.parametrize("tutorial, number", list(_cases()))
 def test_solution(tutorial, number):
     if tutorial.name.startswith(NEEDS_TORCH):

@@ -1,22 +1,18 @@
 """Solutions to the exercises of tutorial 4. Each function answers one exercise and checks its answer
 against a computation that does not use the code it is about (the test suite runs them all)."""
 
-import time
-
 import numpy as np
 
 import sparseconv as sc
+from sparseconv.bench.harness import Contender, run
 from sparseconv.study.network import load_network
 
 
-def _best_of(fn, repeat=5):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def _medians(contenders):
+    """{name: median seconds}, timed side by side by the bench harness (each result checked first)."""
+    results = run(contenders, None, repeat=3, min_sample_s=0.01)
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    return {r.name: r.median_s for r in results}
 
 
 def exercise_1():
@@ -34,9 +30,8 @@ def exercise_1():
     assert np.isclose(errors["unstructured"], np.linalg.norm(M * ~keep) / np.linalg.norm(M), rtol=1e-5)
     assert errors["unstructured"] < errors["2:4"] and errors["unstructured"] < errors["block 4x4"]
     cols = np.random.default_rng(0).standard_normal((576, 784)).astype(np.float32)
-    for op in ops.values():
-        assert np.allclose(op @ cols, op.to_dense() @ cols, atol=1e-3)
-    times = {name: _best_of(lambda op=op: op @ cols) for name, op in ops.items()}
+    times = _medians([Contender(name, lambda op=op: op @ cols, "numba", reference=op.to_dense() @ cols)
+                      for name, op in ops.items()])
     return errors, times
 
 
@@ -47,15 +42,15 @@ def exercise_2():
     W = load_network()["conv2.weight"]
     x = np.random.default_rng(1).standard_normal((8, 64, 14, 14)).astype(np.float32)
     dense_macs = sc.conv_cost(W, x.shape, padding=1).macs
-    t_dense = _best_of(lambda: sc.conv2d(x, W, padding=1))
-    speedups = {}
+    contenders = [Contender("dense", lambda: sc.conv2d(x, W, padding=1), "numba",
+                            reference=sc.reference.conv2d(x, W, padding=1))]
     for g in (2, 4, 8, 16, 32, 64):
         op = sc.block_diagonal(W, g)
         assert sc.conv_cost(op, x.shape, padding=1).macs == dense_macs / g
-        assert np.allclose(sc.conv2d(x, op, padding=1), sc.reference.conv2d(x, op.weight, padding=1, groups=g),
-                           atol=1e-4)
-        speedups[g] = t_dense / _best_of(lambda op=op: sc.conv2d(x, op, padding=1))
-    return speedups
+        contenders.append(Contender(f"groups={g}", lambda op=op: sc.conv2d(x, op, padding=1), "numba",
+                                    reference=sc.reference.conv2d(x, op.weight, padding=1, groups=g)))
+    times = _medians(contenders)
+    return {g: times["dense"] / times[f"groups={g}"] for g in (2, 4, 8, 16, 32, 64)}
 
 
 def exercise_3():

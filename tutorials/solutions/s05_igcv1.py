@@ -1,12 +1,11 @@
 """Solutions to the exercises of tutorial 5. Each function answers one exercise and checks its answer
 against a computation that does not use the code it is about (the test suite runs them all)."""
 
-import time
-
 import numpy as np
 
 import sparseconv as sc
 from sparseconv import theory
+from sparseconv.bench.harness import Contender, run
 
 
 def _connections(groups, c):
@@ -58,26 +57,19 @@ def exercise_2():
 def exercise_3():
     """The realised fraction (speedup / MAC reduction, returned; it depends on the machine) falls as L grows:
     the MAC cut grows but the work is split into ever smaller products. On this project's Xeon (2 cores,
-    N = 4, 28 x 28) it was 0.70, 0.49, 0.36, 0.32 for L = 2, 4, 8, 16. The outputs are checked against the
-    multiplied-out weight's plain-loop conv."""
+    N = 4, 28 x 28; medians from the bench harness) it was 0.65, 0.59, 0.42, 0.34 for L = 2, 4, 8, 16. The
+    outputs are checked against the multiplied-out weight's plain-loop conv."""
     x = np.random.default_rng(2).standard_normal((4, 64, 28, 28)).astype(np.float32)
     dense = np.random.default_rng(3).standard_normal((64, 64, 3, 3)).astype(np.float32)
-
-    def best_of(fn):
-        fn()
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    t_dense = best_of(lambda: sc.conv2d(x, dense, padding=1))
-    realised = {}
+    contenders = [Contender("dense", lambda: sc.conv2d(x, dense, padding=1), "numba",
+                            reference=sc.reference.conv2d(x, dense, padding=1))]
+    reductions = {}
     for L in (2, 4, 8, 16):
         op = sc.IGCV1.random(L=L, M=64 // L, seed=L)
-        assert np.allclose(sc.conv2d(x, op, padding=1), sc.reference.conv2d(x, op.to_weight(), padding=1),
-                           atol=1e-3)
-        reduction = sc.conv_cost(dense, x.shape, padding=1).macs / sc.conv_cost(op, x.shape, padding=1).macs
-        realised[(L, 64 // L)] = t_dense / best_of(lambda op=op: sc.conv2d(x, op, padding=1)) / reduction
-    return realised
+        reductions[L] = sc.conv_cost(dense, x.shape, padding=1).macs / sc.conv_cost(op, x.shape, padding=1).macs
+        contenders.append(Contender(f"L={L}", lambda op=op: sc.conv2d(x, op, padding=1), "numba",
+                                    reference=sc.reference.conv2d(x, op.to_weight(), padding=1)))
+    results = run(contenders, None, repeat=3, min_sample_s=0.01)
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    times = {r.name: r.median_s for r in results}
+    return {(L, 64 // L): times["dense"] / times[f"L={L}"] / reductions[L] for L in reductions}
