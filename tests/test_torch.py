@@ -258,6 +258,20 @@ def test_count_cost_matches_the_core_cost_model(rng):
         sparse.nnz * 16
 
 
+def test_count_cost_prices_a_compressed_conv_with_its_bias_as_the_conv_itself():
+    """from_conv keeps a conv's bias by wrapping the module: the row names the family's module and costs it."""
+    torch.manual_seed(0)
+    rows = {}
+    for bias in (False, True):
+        conv = torch.nn.Conv2d(16, 16, 3, padding=1, bias=bias)
+        model = torch.nn.Sequential(st.from_conv(conv, "igcv1", L=4, M=4, max_iter=1))
+        (rows[bias],) = st.count_cost(model, (2, 16, 10, 10)).rows
+    assert rows[False]["type"] == "IGCV1Conv2d" and rows[True]["type"] == "IGCV1Conv2d + bias"
+    assert rows[True]["params"] == rows[False]["params"] + 16
+    for key in ("macs", "bytes_moved"):  # the two channel shuffles are counted either way
+        assert rows[True][key] == rows[False][key], key
+
+
 def test_import_error_names_the_extra(monkeypatch):
     import subprocess
     import sys

@@ -76,6 +76,7 @@ def _row(name, module, inputs, output):
     own = [p for p in module.parameters(recurse=False)]
     params = sum(p.numel() for p in own)
     macs, bitops, extra = 0.0, 0, 0
+    inner = getattr(module, "inner", module)  # a module wrapped with a bias is shown and priced as itself
     weight_bytes = sum(p.numel() * p.element_size() for p in own)
     if isinstance(module, (nn.Conv2d,)) or hasattr(module, "to_operator"):
         cost, op = _operator_cost(module, tuple(x.shape))
@@ -87,11 +88,12 @@ def _row(name, module, inputs, output):
             weight_bytes = int(op.nbytes)
         factors = op.factors if isinstance(op, ProductWeight) else []
         extra = sum(2 * output.numel() * isz for f in factors if isinstance(f, Permutation))
-        if isinstance(op, ProductWeight) and hasattr(module, "L"):  # IGCV1Conv2d: two shuffles in torch
+        if isinstance(op, ProductWeight) and hasattr(inner, "L"):  # IGCV1Conv2d: two shuffles in torch
             extra = 2 * 2 * output.numel() * isz
     elif isinstance(module, nn.Linear):
         macs = float(module.in_features * module.out_features * (output.numel() // module.out_features))
-    return {"name": name, "type": type(module).__name__, "output": tuple(output.shape), "params": int(params),
+    kind = type(inner).__name__ + (" + bias" if inner is not module else "")
+    return {"name": name, "type": kind, "output": tuple(output.shape), "params": int(params),
             "macs": macs, "bitops": int(bitops), "bytes_moved": int(weight_bytes + act_bytes + extra)}
 
 
