@@ -68,7 +68,7 @@ def _budget_rows(family):
         # what an operator stores and runs does not depend on how well it was fitted: one ALS sweep, or
         # k-means from evenly spaced centroids, will do
         quick_fit = dict(max_iter=1) if "max_iter" in params else dict(init="linear") if "n_clusters" in params else {}
-        op = family.build(weight, **params, **quick_fit)
+        op = family.build(weight, **dict(params, **quick_fit))
         cost = sc.conv_cost(op, DEFAULT_INPUT, padding=1)
         bitops = f"{cost.bitops:,.0f}" if cost.bitops else ""
         rows.append((label, f"{op.nbytes:,}", f"{cost.macs:,.0f}", f"{dense.macs / max(cost.macs, 1):.1f}", bitops))
