@@ -47,6 +47,22 @@ def _n_words(k):
     return -(-k // 64)
 
 
+def _mean_abs_fields(x, geom):
+    """XNOR-Net's K per output pixel: mean(abs(column)) over each receptive field (padding as zeros).
+
+    (N, H_out, W_out), from abs(x) summed over channels once per pixel, then
+    over the kH*kW taps.
+    """
+    a = np.abs(x).sum(axis=1, dtype=x.dtype)  # (N, H, W)
+    a = np.pad(a, ((0, 0), (geom.top, geom.bottom), (geom.left, geom.right)))  # (N, H + pads, W + pads)
+    out = np.zeros((x.shape[0], geom.h_out, geom.w_out), x.dtype)
+    for i in range(geom.kh):
+        for j in range(geom.kw):
+            r, c = i * geom.dh, j * geom.dw
+            out += a[:, r:r + geom.sh * (geom.h_out - 1) + 1:geom.sh, c:c + geom.sw * (geom.w_out - 1) + 1:geom.sw]
+    return out / (x.shape[1] * geom.kh * geom.kw)
+
+
 def pack_signs(a):
     """The signs of the rows of a (R, n) packed: (R, ceil(n/64)) uint64, bit set where the entry is < 0."""
     a = np.ascontiguousarray(a)
@@ -174,10 +190,24 @@ class BinaryInputWeight(NonlinearWeight):
     of signs as K - 2 popcount(w XOR x) on 64-bit words. ``cost``: C_out*K
     ``bitops`` per column, plus the scaling (2 multiplications and 1
     addition per output) and K additions per column for K[j].
+
+    ``conv2d`` runs one of :attr:`methods` (``method`` chooses):
+
+    - ``"packed-taps"`` (the default): the signs of x are packed once per
+      pixel, 64 channels to a word, and im2col gathers those words, tap by
+      tap: 8 bytes per tap and 64 channels instead of 256 bytes of floats.
+      A dot product of signs does not depend on the order of its terms, so
+      the weight's signs are packed in the same (kH, kW, C_in) order, each
+      tap's channels padded to whole words with +1 in both operands (they
+      agree, so they add nothing to the popcount): C_out*kH*kW*ceil(C_in/64)
+      words of XNOR per column, which ``conv_cost`` counts.
+    - ``"im2col"``: im2col of the floats, whose columns are then packed, as
+      ``op @ cols`` does.
     """
 
     torch_module = "BinaryConv2d"
     activations = 1  # binary activations: one bit each
+    methods = ("packed-taps", "im2col")
 
     def __init__(self, weight, activation_scale=True):
         if not isinstance(weight, BinaryWeight):
@@ -206,7 +236,7 @@ class BinaryInputWeight(NonlinearWeight):
         return signs * scale[None, :]
 
     def pack_columns(self, cols):
-        """The signs of ``cols`` (K, n) packed as the XNOR kernel reads them: (panels, ceil(K/64), PANEL) uint64.
+        """The signs of ``cols`` (K, n) packed as the XNOR kernel reads them: (ceil(n/8), ceil(K/64), 8) uint64.
 
         A binary network that keeps its activations packed between layers
         passes this to :meth:`xnor_dots` and skips the packing.
@@ -216,7 +246,8 @@ class BinaryInputWeight(NonlinearWeight):
             raise ValueError(f"cols must be 2-D with {self.shape[1]} rows (C_in*kH*kW), got shape {cols.shape}")
         ftype = cols.dtype if cols.dtype in (np.float32, np.float64) else np.float64  # the kernel's float types
         cols = np.ascontiguousarray(cols, dtype=ftype)
-        xbits = np.empty((-(-cols.shape[1] // _bits.PANEL), self.weight.bits.shape[1], _bits.PANEL), np.uint64)
+        # (blocks of LANES columns, words of 64 rows, LANES)
+        xbits = np.empty((-(-cols.shape[1] // _bits.LANES), self.weight.bits.shape[1], _bits.LANES), np.uint64)
         _bits.pack_columns(cols, xbits)
         return xbits
 
@@ -225,24 +256,23 @@ class BinaryInputWeight(NonlinearWeight):
 
         Each entry is K - 2 popcount(w XOR x) summed over the packed words.
         """
-        layout = (self.weight.bits.shape[1], _bits.PANEL)
+        layout = (self.weight.bits.shape[1], _bits.LANES)
         if packed.dtype != np.uint64 or packed.ndim != 3 or packed.shape[1:] != layout \
-                or not 0 <= n <= packed.shape[0] * _bits.PANEL:
+                or not 0 <= n <= packed.shape[0] * _bits.LANES:
             raise ValueError("packed must come from pack_columns, and n must not exceed its columns")
         return self._xnor(packed, n, np.ones(self.shape[0], np.int32), np.int32)
 
-    def _xnor(self, packed, n, factor, dtype):
-        out = np.empty((self.shape[0], int(n)), dtype)
-        _bits.xnor_gemm(self.weight._padded_bits(), packed, self.shape[1], factor, out)
-        return out
+    def _xnor(self, packed, n, factor, dtype, colscale=None):
+        out = np.empty((1, self.shape[0], int(n)), dtype)  # (1, C_out, n): one "image" of n columns
+        colscale = np.empty(0, dtype) if colscale is None else colscale
+        _bits.xnor_gemm(self.weight._padded_bits(), packed, self.shape[1], factor, colscale, 0, out)
+        return out[0]
 
     def _matmat(self, cols):
         cols = np.ascontiguousarray(cols, dtype=np.result_type(cols.dtype, self.dtype))
-        # alpha * (B @ sign(cols)), scaled in the kernel's store
-        out = self._xnor(self.pack_columns(cols), cols.shape[1], self.alpha.astype(cols.dtype), cols.dtype)
-        if self.activation_scale:
-            out *= np.abs(cols).mean(axis=0)[None, :]
-        return out
+        # alpha * (B @ sign(cols)) * K, both scales applied in the kernel's store
+        colscale = np.abs(cols).mean(axis=0) if self.activation_scale else None
+        return self._xnor(self.pack_columns(cols), cols.shape[1], self.alpha.astype(cols.dtype), cols.dtype, colscale)
 
     def cost(self, n_cols):
         c_out, k = self.shape
@@ -250,6 +280,66 @@ class BinaryInputWeight(NonlinearWeight):
         isz = self.dtype.itemsize
         return Cost(mults=2 * c_out * n, adds=c_out * n + k * n, bitops=c_out * k * n,
                     bytes_moved=self.nbytes + k * n * isz + c_out * n * isz)
+
+    def _conv_cost(self, n_img, geom):
+        if self.method != "packed-taps":
+            return super()._conv_cost(n_img, geom)
+        c_out, c_in, kh, kw = self.kernel_shape
+        n = n_img * geom.h_out * geom.w_out
+        words = kh * kw * _n_words(c_in)  # per column, channels padded to whole words per tap
+        pixels = n_img * geom.h * geom.w
+        isz = self.dtype.itemsize
+        # K[j]: abs(x) summed over channels once per pixel, then over the kH*kW taps per column
+        scale_adds = pixels * c_in + n * kh * kw if self.activation_scale else 0
+        return Cost(mults=2 * c_out * n, adds=c_out * n + scale_adds, bitops=c_out * 64 * words * n,
+                    bytes_moved=self.nbytes + pixels * c_in * isz * (2 if self.activation_scale else 1)
+                    + pixels * _n_words(c_in) * 8 + 2 * n * words * 8 + c_out * n * isz)
+
+    def _tap_bits(self):
+        """The weight's signs packed tap by tap: (C_out rounded up to ROWS, kH*kW*ceil(C_in/64)) uint64.
+
+        Row o is sign(W[o]) in (kH, kW, C_in) order, each tap's channels
+        padded with +1 (bit 0) to whole words, as :func:`_bits.tap_columns`
+        lays out x; padding rows are zero.
+        """
+        def make():
+            c_out, c_in, kh, kw = self.kernel_shape
+            signs = self.signs.reshape(c_out, c_in, kh, kw).transpose(0, 2, 3, 1)  # (C_out, kH, kW, C_in)
+            padded = np.ones((-(-c_out // _bits.ROWS) * _bits.ROWS, kh, kw, 64 * _n_words(c_in)), np.int8)
+            padded[:c_out, :, :, :c_in] = signs
+            return pack_signs(padded.reshape(padded.shape[0], -1))
+
+        return self.weight._cached("taps", make)
+
+    def _conv2d(self, x, geom, bias, workspace):
+        if self.method != "packed-taps":
+            return super()._conv2d(x, geom, bias, workspace)
+        n_img, c_in, h, w = x.shape
+        c_out = self.shape[0]
+        p_img = geom.h_out * geom.w_out
+        total = n_img * p_img
+        xw = np.empty((n_img, _n_words(c_in), h * w), np.uint64)  # (N, Cw, H*W) packed signs
+        _bits.pack_channels(x.reshape(n_img, c_in, h * w), xw)
+        wbits = self._tap_bits()
+        lanes = _bits.LANES
+        per_col = wbits.shape[1] * 8 + c_out * x.dtype.itemsize
+        chunk = min(-(-total // lanes) * lanes, workspace // per_col // lanes * lanes)
+        if total and chunk < lanes:
+            raise ValueError(f"workspace={workspace} bytes cannot hold {lanes} packed columns of {per_col} bytes; "
+                             f"pass workspace >= {lanes * per_col}")
+        out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out), written by the kernel
+        alpha = self.alpha.astype(x.dtype)
+        # K per column (N*H_out*W_out,), applied in the kernel's store
+        colscale = _mean_abs_fields(x, geom).reshape(-1) if self.activation_scale else np.empty(0, x.dtype)
+        xbits = np.empty((chunk // lanes, wbits.shape[1], lanes), np.uint64)  # (blocks, words, LANES)
+        for q0 in range(0, total, max(chunk, 1)):
+            q1 = min(q0 + chunk, total)
+            _bits.tap_columns(xw, w, q0, q1, xbits, geom.kh, geom.kw, geom.sh, geom.sw, geom.top, geom.left,
+                              geom.dh, geom.dw, geom.h_out, geom.w_out)
+            _bits.xnor_gemm(wbits, xbits, self.shape[1], alpha, colscale[q0:q1], q0, out)
+        if bias is not None:
+            out += bias[None, :, None]
+        return out.reshape(n_img, c_out, geom.h_out, geom.w_out)
 
     def _state(self):
         return dict(self.weight._state(), activation_scale=np.array(self.activation_scale))

@@ -154,7 +154,7 @@ def _info(args):
              f"  XNOR popcount (binarize(..., activations='binary')): {info['xnor_popcount']}",
              f"  float register tile (IGCV1 primary groups of at most 16 channels): {info['float_tile']}",
              "  dense, grouped and depthwise conv2d: numba kernels with the GEMM above",
-             "  default method of weight-only operators (op.methods lists the others):"]
+             "  default method of operators that have several (op.methods lists the others):"]
     lines += [f"    {name}: {method}" for name, method in info["methods"].items()]
     lines.append(f"kernel cache: {info['kernel_cache']}")
     print("\n".join(lines))

@@ -86,20 +86,60 @@ def test_binary_float_activations(rng, dtype):
         assert_close(sc.conv2d(x, op, **kwargs), torch_conv2d(x, op.to_weight(), **kwargs), dtype)
 
 
-def test_binary_activations_conv2d_against_torch(rng):
+@pytest.mark.parametrize("method", ["packed-taps", "im2col"])
+@pytest.mark.parametrize("c_in, kernel, stride, padding, dilation", [
+    (5, (3, 3), 1, 1, 1), (64, (3, 3), 2, 1, 1), (130, (3, 2), (2, 1), (1, 0), 1), (70, (3, 3), 1, 2, 2),
+    (1, (5, 5), 1, 2, 1), (16, (1, 1), 1, 0, 1)])
+def test_binary_activations_conv2d_against_torch(rng, method, c_in, kernel, stride, padding, dilation):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    w = rng.standard_normal((8, 5, 3, 3)).astype(np.float32)
-    x = rng.standard_normal((2, 5, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((9, c_in, *kernel)).astype(np.float32)
+    x = rng.standard_normal((2, c_in, 9, 8)).astype(np.float32)
+    x[0, :3, :2, :2] = 0  # sign(0) = +1
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    xp = F.pad(torch.from_numpy(x).double(), (pw, pw, ph, ph))  # zeros, which binarise to +1
+    signs = torch.where(xp < 0, -1.0, 1.0).double()
+    geometry = dict(stride=stride, dilation=dilation)
+    box = torch.full((1, c_in, *kernel), 1.0 / (c_in * kernel[0] * kernel[1]), dtype=torch.float64)
+    K = F.conv2d(xp.abs(), box, **geometry)  # mean abs(x) over each receptive field
+    for scale in (True, False):
+        op = sc.binarize(w, activations="binary", activation_scale=scale)
+        op.method = method
+        expected = F.conv2d(signs, torch.from_numpy(op.to_weight().astype(np.float64)), **geometry)
+        if scale:
+            expected = expected * K
+        assert_close(sc.conv2d(x, op, stride=stride, padding=padding, dilation=dilation), expected.numpy(),
+                     np.float32)
+    # alpha = 1, no scale: the outputs are the integer dot products of signs, exactly
+    exact = sc.binarize(w, scale=None, activations="binary", activation_scale=False)
+    exact.method = method
+    y = sc.conv2d(x.astype(np.float64), exact, stride=stride, padding=padding, dilation=dilation)
+    assert np.array_equal(y, F.conv2d(signs, torch.from_numpy(np.sign(w) + (w == 0)).double(), **geometry).numpy())
+
+
+def test_packed_taps_in_chunks_with_bias(rng):
+    w = rng.standard_normal((12, 70, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((3, 70, 7, 6)).astype(np.float32)
+    bias = rng.standard_normal(12).astype(np.float32)
     op = sc.binarize(w, activations="binary")
-    xp = F.pad(torch.from_numpy(x), (1, 1, 1, 1))  # zeros, which binarise to +1
-    signs = torch.where(xp < 0, -1.0, 1.0)
-    K = F.conv2d(xp.abs(), torch.full((1, 5, 3, 3), 1 / 45.0))  # mean |x| over each receptive field
-    expected = F.conv2d(signs, torch.from_numpy(op.to_weight())) * K
-    assert_close(sc.conv2d(x, op, padding=1), expected.numpy(), np.float32)
-    off = sc.binarize(w, activations="binary", activation_scale=False)
-    assert_close(sc.conv2d(x, off, padding=1), F.conv2d(signs, torch.from_numpy(off.to_weight())).numpy(),
-                 np.float32)
+    whole = sc.conv2d(x, op, bias, padding=1)
+    per_col = 9 * 2 * 8 + 12 * 4  # 9 taps x 2 words of packed signs, 12 float outputs
+    chunked = sc.conv2d(x, op, bias, padding=1, workspace=8 * per_col * 3)  # 24 columns at a time, 126 in all
+    assert np.array_equal(chunked, whole)
+    op.method = "im2col"
+    assert_close(whole, sc.conv2d(x, op, bias, padding=1))
+    op.method = "packed-taps"
+    with pytest.raises(ValueError, match="workspace=100 bytes cannot hold 8 packed columns"):
+        sc.conv2d(x, op, padding=1, workspace=100)
+
+
+def test_packed_taps_cost_counts_the_padded_words():
+    op = sc.binarize(np.ones((16, 70, 3, 3), np.float32), activations="binary", activation_scale=False)
+    n = 2 * 8 * 8  # columns of a stride-1 'same' conv on 2 images of 8x8
+    assert op.method == "packed-taps"
+    assert sc.conv_cost(op, (2, 70, 8, 8), padding=1).bitops == 16 * 9 * 128 * n  # 70 channels: 2 words a tap
+    op.method = "im2col"
+    assert sc.conv_cost(op, (2, 70, 8, 8), padding=1).bitops == 16 * 630 * n == op.cost(n).bitops
 
 
 def test_alpha_is_the_least_squares_scale(rng):

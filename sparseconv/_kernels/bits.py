@@ -31,10 +31,8 @@ from .sparse import _task
 
 #: The XNOR tile: ROWS weight rows x LANES packed columns, LANES uint64 per vector register (AVX-512).
 ROWS, LANES = 4, 8
-#: Columns per panel of packed activations (a multiple of LANES and of SIGN_LANES).
-PANEL = 256
-#: Columns whose signs :func:`sign_tile` packs at once (one vector of floats).
-SIGN_LANES = 8
+#: A task of :func:`xnor_gemm`: up to ROW_GROUP weight rows x BLOCK_GROUP blocks of LANES packed columns.
+ROW_GROUP, BLOCK_GROUP = 64, 8
 
 
 def popcount_path():
@@ -56,11 +54,6 @@ if numba.config.DISABLE_JIT:  # kernels run as Python: plain int operations
     def trailing_zeros64(x):
         x = int(x)
         return np.uint64((x & -x).bit_length() - 1)
-
-    def sign_tile(cols, k0, nb, j, flat, o):
-        neg = cols[k0:k0 + nb, j:j + SIGN_LANES] < 0  # (nb, SIGN_LANES)
-        weights = np.left_shift(np.uint64(1), np.arange(nb, dtype=np.uint64))
-        flat[o:o + SIGN_LANES] = (neg.astype(np.uint64) * weights[:, None]).sum(axis=0, dtype=np.uint64)
 
     def xnor_tile(wbits, o0, xbits, j, res):
         for r in range(ROWS):
@@ -90,47 +83,6 @@ else:
             return builder.cttz(args[0], context.get_constant(types.boolean, True))
 
         return types.uint64(types.uint64), codegen
-
-    @intrinsic
-    def sign_tile(typingctx, cols, k0, nb, j, flat, o):
-        """flat[o + t] = sum over b < nb of (cols[k0 + b, j + t] < 0) << b, t < SIGN_LANES: one word per column.
-
-        In LLVM IR: the SIGN_LANES words stay in one vector register while
-        the nb rows are compared with 0 (ordered: NaN and -0.0 are not
-        negative, as in NumPy), shifted into place and or-ed in; each word is
-        stored once. cols (K, J) C-contiguous float32 or float64, flat a 1-D
-        uint64; the caller keeps j + SIGN_LANES <= J.
-        """
-        if not (isinstance(cols, types.Array) and cols.ndim == 2 and cols.layout == "C"
-                and cols.dtype in (types.float32, types.float64)) or flat != types.Array(types.uint64, 1, "C"):
-            return None
-        if not all(isinstance(t, types.Integer) for t in (k0, nb, j, o)):
-            return None
-
-        def codegen(context, builder, signature, args):
-            c_arr = context.make_array(signature.args[0])(context, builder, args[0])
-            o_arr = context.make_array(signature.args[4])(context, builder, args[4])
-            k_val, nb_val, j_val, o_val = (context.cast(builder, args[i], signature.args[i], types.int64)
-                                           for i in (1, 2, 3, 5))
-            i64, i32 = ir.IntType(64), ir.IntType(32)
-            fty = ir.VectorType(context.get_value_type(signature.args[0].dtype), SIGN_LANES)
-            uty = ir.VectorType(i64, SIGN_LANES)
-            n_cols = cgutils.unpack_tuple(builder, c_arr.shape, 2)[1]
-            acc = cgutils.alloca_once_value(builder, ir.Constant(uty, [0] * SIGN_LANES))
-            undef = ir.Constant(uty, ir.Undefined)
-            broadcast = ir.Constant(ir.VectorType(i32, SIGN_LANES), [0] * SIGN_LANES)
-            with cgutils.for_range(builder, nb_val) as loop:
-                b = loop.index
-                at = builder.gep(c_arr.data, [builder.add(builder.mul(builder.add(k_val, b), n_cols), j_val)])
-                v = builder.load(builder.bitcast(at, fty.as_pointer()), align=4)
-                negative = builder.zext(builder.fcmp_ordered("<", v, ir.Constant(fty, [0.0] * SIGN_LANES)), uty)
-                shift = builder.shuffle_vector(builder.insert_element(undef, b, ir.Constant(i32, 0)), undef, broadcast)
-                builder.store(builder.or_(builder.load(acc), builder.shl(negative, shift)), acc)
-            dst = builder.gep(o_arr.data, [o_val])
-            builder.store(builder.load(acc), builder.bitcast(dst, uty.as_pointer()), align=8)
-            return context.get_dummy_value()
-
-        return types.void(cols, k0, nb, j, flat, o), codegen
 
     @intrinsic
     def xnor_tile(typingctx, wbits, o0, xbits, j, res):
@@ -210,68 +162,166 @@ def pack_rows(a, out):
             out[r, w] = word
 
 
+#: Columns of one task of the sign-packing kernels: each of its 64 rows is read as one contiguous run.
+PACK_COLS = 512
+
+
+@jit(**SERIAL)
+def _sign_words(src, k0, nb, j0, m, words):
+    """words[q] = sum over b < nb of (src[k0 + b, j0 + q] < 0) << b, q < m: 64 rows' signs, one word per column.
+
+    Row by row, each a contiguous run of m values (a stream the hardware
+    prefetches), or-ed into the m words (which stay in the first-level
+    cache). The comparison is ordered: NaN and -0.0 are not negative, as in
+    NumPy.
+    """
+    for q in range(m):
+        words[q] = 0
+    for b in range(nb):
+        row = src[k0 + b, j0:j0 + m]
+        bit = np.uint64(b)
+        for q in range(m):
+            words[q] |= np.uint64(row[q] < 0) << bit
+
+
 @jit(**PARALLEL)
 def pack_columns(cols, out):
-    """Pack the signs of the columns of cols (n, J) into panels: out (n_panels, n_words, PANEL).
+    """Pack the signs of the columns of cols (n, J) into blocks of LANES columns: out (n_blocks, n_words, LANES).
 
-    out[p, w, q] bit b = (cols[64*w + b, p*PANEL + q] < 0); columns past J
-    are all zero bits. A panel's words for one column block are contiguous
-    rows of PANEL, so :func:`xnor_gemm` streams through them without the
-    cache-set conflicts that a long row stride would cause. One task per
-    (word, panel), done SIGN_LANES columns at a time by :func:`sign_tile`
-    (the last few columns of cols one by one); consecutive tasks read along
-    the same 64 rows.
+    out[c, w, q] bit b = (cols[64*w + b, c*LANES + q] < 0); columns past J
+    are all zero bits. A block's words are contiguous (n_words * 64 bytes),
+    so one register tile of :func:`xnor_gemm` reads them as one stream that
+    stays in the core's first-level cache for all the rows it meets. One
+    task per (word, PACK_COLS columns), by :func:`_sign_words`.
     """
     n, n_cols = cols.shape
-    n_panels, n_words, panel = out.shape
-    flat = out.reshape(-1)  # (n_panels * n_words * PANEL,)
-    for task in numba.prange(n_words * n_panels):
-        w = task // n_panels
-        p = task - w * n_panels
-        j0 = p * panel
-        m = min(panel, n_cols - j0)
-        nb = min(64, n - 64 * w)
-        base = (p * n_words + w) * panel
-        whole = m - m % SIGN_LANES
-        for q in range(0, whole, SIGN_LANES):
-            sign_tile(cols, 64 * w, nb, j0 + q, flat, base + q)
-        for q in range(whole, panel):
-            word = np.uint64(0)
-            if q < m:
-                for b in range(nb):
-                    if cols[64 * w + b, j0 + q] < 0:
-                        word |= np.uint64(1) << np.uint64(b)
-            flat[base + q] = word
+    n_blocks, n_words, lanes = out.shape
+    groups = (n_blocks * lanes + PACK_COLS - 1) // PACK_COLS
+    for task in numba.prange(n_words * groups):
+        w = task // groups
+        j0 = (task - w * groups) * PACK_COLS
+        m = max(0, min(PACK_COLS, n_cols - j0))
+        words = np.zeros(PACK_COLS, np.uint64)
+        _sign_words(cols, 64 * w, min(64, n - 64 * w), j0, m, words)
+        for c in range(j0 // lanes, min((j0 + PACK_COLS) // lanes, n_blocks)):
+            for q in range(lanes):
+                out[c, w, q] = words[c * lanes + q - j0]
 
 
 @jit(**PARALLEL)
-def xnor_gemm(wbits, xbits, n, factor, out):
-    """out[o, j] = factor[o] * (n - 2 popcount(wbits[o] XOR column j of xbits)) = factor[o] * (sign(W) @ sign(X))[o, j].
+def pack_channels(x, out):
+    """out[n, v, p] bit b = (x[n, 64*v + b, p] < 0): the signs of x (N, C, P) packed along channels, (N, Cw, P).
 
-    wbits (R, n_words) with R >= C_out a multiple of ROWS (padding rows are
-    ignored), xbits (n_panels, n_words, PANEL) from :func:`pack_columns`;
-    factor (C_out,) int32 ones for the exact int32 dot products into an int32
-    out (C_out, J), or the float scales for the scaled product straight into
-    a float out. Tasks are (ROWS weight rows) x (panel), done in ROWS x LANES
-    register tiles (:func:`xnor_tile`).
+    One task per (image, word of 64 channels, PACK_COLS pixels), by
+    :func:`_sign_words`.
     """
-    c_out, n_cols = out.shape
-    n_panels, _, panel = xbits.shape
-    row_blocks = wbits.shape[0] // ROWS
-    for task in numba.prange(row_blocks * n_panels):
-        o0 = (task % row_blocks) * ROWS
-        p = task // row_blocks
-        block = xbits[p]
+    n_img, c, p_img = x.shape
+    n_words = out.shape[1]
+    groups = (p_img + PACK_COLS - 1) // PACK_COLS
+    for task in numba.prange(n_img * n_words * groups):
+        n = task // (n_words * groups)
+        v = (task // groups) % n_words
+        j0 = (task % groups) * PACK_COLS
+        m = min(PACK_COLS, p_img - j0)
+        _sign_words(x[n], 64 * v, min(64, c - 64 * v), j0, m, out[n, v, j0:j0 + m])
+
+
+@jit(**PARALLEL)
+def tap_columns(xw, w_img, q0, q1, out, kh, kw, sh, sw, top, left, dh, dw, h_out, w_out):
+    """im2col on packed words: out[c, (i*kW + j)*Cw + v, t] = xw[n, v, ih*W + iw], 0 outside the image.
+
+    xw (N, Cw, H*W) from :func:`pack_channels`; out holds columns q0..q1 of
+    the N*H_out*W_out: its column c*LANES + t is q = q0 + c*LANES + t, output
+    pixel (n, oh, ow), whose tap (i, j) reads input pixel ih = oh*sh - top +
+    i*dh, iw = ow*sw - left + j*dw. The words come out as
+    :func:`pack_columns` lays out blocks, with the reduction axis ordered
+    (kernel row, kernel column, channel word). A zero word is 64 signs of
+    +1, the sign of the zero padding. Columns past q1 are zero.
+    """
+    n_blocks, n_words, lanes = out.shape
+    cw, hw = xw.shape[1], xw.shape[2]
+    h = hw // w_img
+    p_img = h_out * w_out
+    for c in numba.prange(n_blocks):
+        for t in range(lanes):
+            q = q0 + c * lanes + t
+            if q >= q1:
+                for k in range(n_words):
+                    out[c, k, t] = 0
+                continue
+            n = q // p_img
+            oh = (q - n * p_img) // w_out
+            ow = q - n * p_img - oh * w_out
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                for j in range(kw):
+                    iw = ow * sw - left + j * dw
+                    base = (i * kw + j) * cw
+                    if 0 <= ih < h and 0 <= iw < w_img:
+                        src = ih * w_img + iw
+                        for v in range(cw):
+                            out[c, base + v, t] = xw[n, v, src]
+                    else:
+                        for v in range(cw):
+                            out[c, base + v, t] = 0
+
+
+@jit(**PARALLEL)
+def xnor_gemm(wbits, xbits, n, factor, colscale, q0, out):
+    """out[i, o, p] = factor[o] * colscale[q - q0] * (n - 2 popcount(wbits[o] XOR column q - q0 of xbits)).
+
+    That is factor[o] * (sign(W) @ sign(X))[o, q] * colscale, for columns q
+    = i*P + p of out (N, C_out, P) from q0 on: a conv2d's output in its own
+    layout, or (1, C_out, J) for a plain product. wbits (R, n_words) with R
+    >= C_out a multiple of ROWS (padding rows are ignored), xbits (n_blocks,
+    n_words, LANES) from :func:`pack_columns` or :func:`tap_columns`; factor
+    (C_out,) int32 ones and an empty colscale for the exact int32 dot
+    products into an int32 out, or the float scales (colscale: one per
+    column, or empty for none) straight into a float out. Tasks are
+    (ROW_GROUP weight rows) x (BLOCK_GROUP blocks), done in ROWS x LANES
+    register tiles (:func:`xnor_tile`), rows inside blocks: a block's words
+    are read from the first-level cache by every tile of the task's rows,
+    whose words stay in the core's caches across its blocks. A tile whose
+    LANES columns lie in one image is stored as rows of LANES contiguous
+    values (vectorised), others column by column.
+    """
+    n_img, c_out, p_img = out.shape
+    n_cols = min(xbits.shape[0] * LANES, n_img * p_img - q0)
+    n_blocks = (n_cols + LANES - 1) // LANES
+    scaled = colscale.size > 0
+    block_groups = (n_blocks + BLOCK_GROUP - 1) // BLOCK_GROUP
+    # row groups outermost: numba splits the tasks into equal contiguous runs, and a
+    # run of whole row groups has the same work whatever the number of columns
+    for task in numba.prange(((wbits.shape[0] + ROW_GROUP - 1) // ROW_GROUP) * block_groups):
+        g0 = (task // block_groups) * ROW_GROUP
+        c0 = (task % block_groups) * BLOCK_GROUP
         res = np.empty((ROWS, LANES), np.uint64)
-        rows = min(ROWS, c_out - o0)
-        for q in range(0, min(panel, n_cols - p * panel), LANES):
-            xnor_tile(wbits, o0, block, q, res)
-            j = p * panel + q
+        scale = np.ones(LANES, out.dtype)
+        count = np.empty(LANES, out.dtype)  # a row of dot products, in out's type (float32 stays float32)
+        for c in range(c0, min(c0 + BLOCK_GROUP, n_blocks)):
+            j = c * LANES  # first column of the block, counted from q0
             lanes = min(LANES, n_cols - j)
-            for r in range(rows):
-                f = factor[o0 + r]
+            img = (q0 + j) // p_img
+            p = q0 + j - img * p_img
+            if scaled:
                 for k in range(lanes):
-                    out[o0 + r, j + k] = (n - 2 * np.int64(res[r, k])) * f
+                    scale[k] = colscale[j + k]
+            for o0 in range(g0, min(g0 + ROW_GROUP, c_out), ROWS):
+                xnor_tile(wbits, o0, xbits[c], 0, res)
+                rows = min(ROWS, c_out - o0)
+                if lanes == LANES and p + LANES <= p_img:
+                    for r in range(rows):
+                        f = factor[o0 + r]
+                        dst = out[img, o0 + r, p:p + LANES]
+                        for k in range(LANES):
+                            count[k] = n - 2 * np.int64(res[r, k])
+                        for k in range(LANES):
+                            dst[k] = count[k] * f * scale[k]
+                else:
+                    for k in range(lanes):
+                        i, pk = divmod(q0 + j + k, p_img)
+                        for r in range(rows):
+                            out[i, o0 + r, pk] = (n - 2 * np.int64(res[r, k])) * factor[o0 + r] * scale[k]
 
 
 @jit(**PARALLEL)
