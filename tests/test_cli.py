@@ -153,7 +153,8 @@ def test_bench_lowp_runs(tmp_path, capsys):
     assert records[0]["failed"] == {}  # every contender matched its exact or float64 reference
     names = set(records[0]["median_s"])
     assert {"binary weights, float act. (decoded, default)", "binary weights, float act. (add-only)",
-            "codebook k=16 (accumulate)"} <= names
+            "codebook k=16 (accumulate)", "dense conv2d (3x3, float32)", "binary act. conv2d (packed-taps, default)",
+            "binary act. conv2d (im2col)"} <= names
     info = sparseconv.system.info()  # each kernel contender names the path it ran
     assert f"XNOR-popcount (kernel, {info['xnor_popcount']})" in names
     assert f"int8 GEMM (kernel, {info['int8_kernel']})" in names

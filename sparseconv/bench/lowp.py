@@ -16,7 +16,11 @@ A 256 x 2304 weight (256 channels, 3x3) times 196 and 6272 im2col columns
   activations differs (AVX2's vpmaddubsw), that one too; ``torch._int_mm``
   as the anchor where torch has it;
 - a 16-centroid codebook: decoded once (the default), and the
-  accumulate-then-multiply kernel (bins, then 16 multiplications per output).
+  accumulate-then-multiply kernel (bins, then 16 multiplications per output);
+- the convolution these columns come from (256 channels, 3x3, padding 1, on
+  N images of 14x14): ``conv2d`` with the float weight, and with the binary
+  weight on binary activations by each of its methods (``packed-taps``
+  packs x's signs once per pixel, ``im2col`` packs float columns).
 
 Each contender is checked against its own exact or float64 reference
 before it is timed. Ratios: float32 GEMM time / contender time (above 1 is
@@ -89,6 +93,31 @@ def _contenders(w, x, torch):
         except RuntimeError:
             pass  # shapes or build it does not support
     out += _methods("codebook k=16", sparseconv.kmeans_quantize(weight, n_clusters=16, per_channel=False), x)
+    return out + _convs(weight, n // 196)
+
+
+def _convs(weight, n_img):
+    """conv2d of n_img random 14x14 images by the float weight and by its binary form on binary
+    activations (each method), against float64 references from im2col columns (for the binary layer: the
+    product of the signs, scaled by alpha and XNOR-Net's K)."""
+    x = np.random.default_rng(1).standard_normal((n_img, 256, 14, 14), dtype=np.float32)
+    cols = sparseconv.im2col(x.astype(np.float64), 3, padding=1)  # (2304, N*196), image-major columns
+
+    def as_output(y):  # (C_out, N*196) -> (N, C_out, 14, 14)
+        return y.reshape(C_OUT, n_img, 14, 14).transpose(1, 0, 2, 3)
+
+    dense = as_output(weight.reshape(C_OUT, K).astype(np.float64) @ cols)
+    out = [Contender("dense conv2d (3x3, float32)", lambda: sparseconv.conv2d(x, weight, padding=1), "numba",
+                     reference=dense)]
+    scaled = sparseconv.binarize(weight, activations="binary")
+    signs = as_output((scaled.signs.astype(np.float64) @ np.where(cols < 0, -1.0, 1.0))
+                      * scaled.alpha.astype(np.float64)[:, None] * np.abs(cols).mean(axis=0))
+    for method in scaled.methods:
+        each = copy.copy(scaled)
+        each.method = method
+        label = f"binary act. conv2d ({method}{', default' if method == scaled.methods[0] else ''})"
+        out.append(Contender(label, lambda each=each: sparseconv.conv2d(x, each, padding=1), "numba", tol=1e-5,
+                             reference=signs))
     return out
 
 
@@ -155,3 +184,4 @@ def print_table(result, echo=print):
     m = result["mults_per_column"]
     echo(f"\nmultiplications per column: dense {m['dense']}, codebook k=16 {m['codebook k=16']} "
          f"({m['dense'] / m['codebook k=16']:.0f}x fewer; the additions stay at one per weight)")
+    echo("conv2d rows: the 3x3 convolution (256 channels, 14x14, padding 1) whose im2col columns these are")
