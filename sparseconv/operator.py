@@ -166,7 +166,7 @@ class _Weight:
         total = n_img * p_img
         out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out)
         per_col = (k + c_out) * x.dtype.itemsize
-        chunk = min(total, workspace // per_col)
+        chunk = min(total, workspace // per_col, max(1, _CHUNK_BYTES // per_col))
         if total and chunk < 1:
             raise ValueError(
                 f"workspace={workspace} bytes cannot hold one column of {per_col} bytes; "
@@ -314,6 +314,11 @@ class _Adjoint(LinearOperator):
 
     def _adjoint(self):
         return self.op
+
+
+#: Bytes of im2col columns and their product that the generic conv2d path works through at a time
+#: (``workspace`` can only lower it): one buffer, reused for every chunk, that stays in the caches
+_CHUNK_BYTES = 8 * 2**20
 
 
 def _scatter_columns(prod, out, q0, p_img):
