@@ -30,7 +30,7 @@ import numpy as np
 from ._kernels import bits as _bits
 from ._validation import choice
 from .dense import DecodedFirst
-from .operator import NonlinearWeight, WeightOperator, as_weight, _row_blocks
+from .operator import _CHUNK_BYTES, NonlinearWeight, WeightOperator, as_weight, _row_blocks
 from .cost import Cost
 from . import registry
 
@@ -323,7 +323,8 @@ class BinaryInputWeight(NonlinearWeight):
         wbits = self._tap_bits()
         lanes = _bits.LANES
         per_col = wbits.shape[1] * 8 + c_out * x.dtype.itemsize
-        chunk = min(-(-total // lanes) * lanes, workspace // per_col // lanes * lanes)
+        chunk = min(-(-total // lanes) * lanes, workspace // per_col // lanes * lanes,
+                    max(lanes, _CHUNK_BYTES // per_col // lanes * lanes))
         if total and chunk < lanes:
             raise ValueError(f"workspace={workspace} bytes cannot hold {lanes} packed columns of {per_col} bytes; "
                              f"pass workspace >= {lanes * per_col}")
