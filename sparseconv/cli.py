@@ -147,7 +147,8 @@ def _info(args):
     lines = [f"CPU: {info['cpu']} ({info['machine']}, {info['cpu_count']} logical cores)",
              f"features: {have}; lacks {lacks}",
              f"ISA level: {info['isa_level']} ({override}); numba compiles for {info['compiled_for']}",
-             f"GEMM inside the kernels: {info['gemm_backend']}; numba threads: {info['numba_threads']}",
+             f"GEMM inside the kernels: {info['gemm_backend']} ({info['gemm_reason']}); "
+             f"numba threads: {info['numba_threads']}",
              "kernel paths:",
              f"  int8 x int8 -> int32 (quantize(w, 8, activations=8)): {info['int8_kernel']}; weights or "
              f"activations of at most 7 bits: {info['int8_kernel_7bit']}",

@@ -42,7 +42,8 @@ def info():
     name, or ``NUMBA_CPU_NAME``), ``isa_level`` (``sparseconv._config.isa_level``:
     the highest of "portable", "avx2", "avxvnni", "avx512" the CPU has,
     lowered by ``$SPARSECONV_ISA``), ``isa_override`` (that variable, or
-    None), ``gemm_backend`` ("mkl" or "openblas", ``SPARSECONV_BLAS``),
+    None), ``gemm_backend`` ("mkl" or "openblas", ``SPARSECONV_BLAS``), ``gemm_reason`` (the rule that
+    chose it),
     ``numba_threads``, ``int8_kernel`` (the path of 8-bit weights and
     activations: "vnni512", "avxvnni", "avx2-int16" or "portable"),
     ``int8_kernel_7bit`` (when weights or activations have at most 7 bits,
@@ -60,7 +61,7 @@ def info():
             "features": {f: f in features for f in FEATURES},
             "compiled_for": numba.config.CPU_NAME or llvm.get_host_cpu_name(),
             "isa_level": _config.isa_level(), "isa_override": os.environ.get("SPARSECONV_ISA") or None,
-            "gemm_backend": _blas.backend(), "numba_threads": numba.get_num_threads(),
+            "gemm_backend": _blas.backend(), "gemm_reason": _blas.reason(), "numba_threads": numba.get_num_threads(),
             "int8_kernel": _lowp.int8_path(127, 8), "int8_kernel_7bit": _lowp.int8_path(63, 8),
             "xnor_popcount": _bits.popcount_path(), "float_tile": _tile.float_path(),
             "methods": {f"{f.name}: {cls.__name__}": cls.methods[0] for f in registry.families()
