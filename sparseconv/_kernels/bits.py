@@ -282,8 +282,8 @@ def xnor_gemm(wbits, xbits, n, factor, colscale, q0, out):
     register tiles (:func:`xnor_tile`), rows inside blocks: a block's words
     are read from the first-level cache by every tile of the task's rows,
     whose words stay in the core's caches across its blocks. A tile whose
-    LANES columns lie in one image is stored as rows of LANES contiguous
-    values (vectorised), others column by column.
+    LANES columns lie in one image is stored row by row, each row LANES
+    contiguous values computed in out's type; others column by column.
     """
     n_img, c_out, p_img = out.shape
     n_cols = min(xbits.shape[0] * LANES, n_img * p_img - q0)
