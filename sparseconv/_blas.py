@@ -73,8 +73,8 @@ def _mkl_addresses():
     return None
 
 
-def _avx512_not_intel():
-    """Whether the kernels run with AVX-512 on a CPU that is not Intel's (llvmlite names AMD's "znver*").
+def _amd_with_avx512():
+    """Whether the kernels run with AVX-512 on an AMD CPU (llvmlite names AMD's "znver*").
 
     The features are those the kernels are compiled for (an ``--isa avx2``
     emulation has none of AVX-512), the vendor the host's.
@@ -89,12 +89,12 @@ def _choose():
     choice = os.environ.get("SPARSECONV_BLAS", "auto").strip().lower() or "auto"
     if choice not in ("auto", "mkl", "openblas"):
         raise ValueError(f"SPARSECONV_BLAS must be 'auto', 'mkl' or 'openblas', got {choice!r}")
-    if choice == "auto" and _avx512_not_intel():
+    if choice == "auto" and _amd_with_avx512():
         return "openblas", _openblas_addresses(), "auto: an AMD CPU with AVX-512, where OpenBLAS measured faster"
     if choice != "openblas":
         found = _mkl_addresses()
         if found is not None:
-            return "mkl", found, f"{choice}: MKL found" if choice == "auto" else "SPARSECONV_BLAS=mkl"
+            return "mkl", found, "auto: MKL found" if choice == "auto" else "SPARSECONV_BLAS=mkl"
         if choice == "mkl":
             raise ImportError("SPARSECONV_BLAS=mkl but MKL was not found: pip install 'sparseconv[mkl]'")
         return "openblas", _openblas_addresses(), "auto: MKL not installed"
