@@ -30,7 +30,7 @@ import numpy as np
 from ._kernels import bits as _bits
 from ._validation import choice
 from .dense import DecodedFirst
-from .operator import _CHUNK_BYTES, NonlinearWeight, WeightOperator, as_weight, _row_blocks
+from .operator import NonlinearWeight, WeightOperator, as_weight, _column_chunk, _row_blocks
 from .cost import Cost
 from . import registry
 
@@ -322,12 +322,7 @@ class BinaryInputWeight(NonlinearWeight):
         _bits.pack_channels(x.reshape(n_img, c_in, h * w), xw)
         wbits = self._tap_bits()
         lanes = _bits.LANES
-        per_col = wbits.shape[1] * 8 + c_out * x.dtype.itemsize
-        chunk = min(-(-total // lanes) * lanes, workspace // per_col // lanes * lanes,
-                    max(lanes, _CHUNK_BYTES // per_col // lanes * lanes))
-        if total and chunk < lanes:
-            raise ValueError(f"workspace={workspace} bytes cannot hold {lanes} packed columns of {per_col} bytes; "
-                             f"pass workspace >= {lanes * per_col}")
+        chunk = _column_chunk(total, wbits.shape[1] * 8 + c_out * x.dtype.itemsize, workspace, unit=lanes)
         out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out), written by the kernel
         alpha = self.alpha.astype(x.dtype)
         # K per column (N*H_out*W_out,), applied in the kernel's store

@@ -165,13 +165,7 @@ class _Weight:
         p_img = geom.h_out * geom.w_out
         total = n_img * p_img
         out = np.empty((n_img, c_out, p_img), x.dtype)  # (N, C_out, H_out*W_out)
-        per_col = (k + c_out) * x.dtype.itemsize
-        chunk = min(total, workspace // per_col, max(1, _CHUNK_BYTES // per_col))
-        if total and chunk < 1:
-            raise ValueError(
-                f"workspace={workspace} bytes cannot hold one column of {per_col} bytes; "
-                f"pass workspace >= {per_col}"
-            )
+        chunk = _column_chunk(total, (k + c_out) * x.dtype.itemsize, workspace)
         buf = np.empty(k * chunk, x.dtype)
         for q0 in range(0, total, max(chunk, 1)):
             q1 = min(q0 + chunk, total)
@@ -316,9 +310,21 @@ class _Adjoint(LinearOperator):
         return self.op
 
 
-#: Bytes of im2col columns and their product that the generic conv2d path works through at a time
-#: (``workspace`` can only lower it): one buffer, reused for every chunk, that stays in the caches
+#: Bytes of columns (and their product) that a conv2d path works through at a time (``workspace`` can
+#: only lower it): one buffer, reused for every chunk, that stays in the caches
 _CHUNK_BYTES = 8 * 2**20
+
+
+def _column_chunk(total, per_col, workspace, unit=1):
+    """Columns per chunk, of ``per_col`` bytes each: a multiple of ``unit`` (a kernel's block of columns)
+    within ``_CHUNK_BYTES`` and ``workspace``, at least one unit."""
+    chunk = min(-(-total // unit) * unit, workspace // per_col // unit * unit,
+                max(unit, _CHUNK_BYTES // per_col // unit * unit))
+    if total and chunk < unit:
+        what = "one column" if unit == 1 else f"{unit} columns"
+        raise ValueError(f"workspace={workspace} bytes cannot hold {what} of {per_col} bytes; "
+                         f"pass workspace >= {unit * per_col}")
+    return chunk
 
 
 def _scatter_columns(prod, out, q0, p_img):

@@ -129,7 +129,7 @@ def test_packed_taps_in_chunks_with_bias(rng):
     op.method = "im2col"
     assert_close(whole, sc.conv2d(x, op, bias, padding=1))
     op.method = "packed-taps"
-    with pytest.raises(ValueError, match="workspace=100 bytes cannot hold 8 packed columns"):
+    with pytest.raises(ValueError, match="workspace=100 bytes cannot hold 8 columns of 192 bytes"):
         sc.conv2d(x, op, padding=1, workspace=100)
 
 
