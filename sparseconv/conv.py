@@ -13,6 +13,8 @@ import numpy as np
 
 from ._kernels import channels_last as _cl
 from ._kernels import conv as _conv
+from ._kernels import direct_cl as _direct_cl
+from ._kernels import pixel_tile as _pixel_tile
 from ._kernels import tile as _tile
 from . import _blas
 from ._threads import blas_single_threaded
@@ -54,6 +56,15 @@ _DEPTHWISE_CL_MAX_PIXELS_STRIDED = 196
 # by register tiles: a GEMM call per group and tap costs more than its few multiply-adds there (measured
 # 1.5-2x faster at 8 channels per group on 64ch 56x56 and 256ch 14x14; at 16, as fast or slower).
 _TILE_MAX_GROUP = 8
+# Ungrouped convs larger than 1x1 with at least this many input channels run by pixel tiles on a padded
+# channels-last copy (see docs/benchmarks.md for what was measured); with fewer, a tap's run of channels is
+# too short for the tile's per-tap setup. A weight not cached in the tiles' layout is packed on every call,
+# a transpose of all of it: with fewer output pixels than this, each weight value is used too few times to
+# pay for it (measured 1.6-1.7x slower than the GEMM paths at 49 pixels, 512 channels; as fast at 196).
+_PIXEL_TILE_MIN_CIN = 16
+_PIXEL_TILE_MIN_PIXELS_PACKED = 128
+# Tiles of output pixels per task of the pixel-tile kernel (8 to 24 measured alike).
+_PIXEL_CHUNK_TILES = 16
 # Output columns per task: enough for an efficient GEMM, small enough that a
 # task's im2col tile stays in the core's L2 cache.
 _TILE_COLUMNS = 256
@@ -128,8 +139,11 @@ def conv2d_method(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
 
     Takes conv2d's arguments and checks them as it does.
 
-    One of ``'shifted'`` (stride 1: one GEMM per kernel tap on the padded
-    input), ``'channels-last'`` (GEMMs on im2col tiles copied from a
+    One of ``'pixel-tiles'`` (no groups, kernels larger than 1x1, at least
+    16 input channels: register tiles of output pixels x output channels
+    on a zero-padded channels-last copy of x, no GEMM), ``'shifted'``
+    (stride 1: one GEMM per kernel tap on the padded input),
+    ``'channels-last'`` (GEMMs on im2col tiles copied from a
     channels-last copy of x), ``'im2col'`` (GEMMs on NCHW im2col tiles),
     ``'grouped-tile'`` (stride 1, groups of at most 8 channels: register
     tiles on padded bands), ``'direct'`` (depthwise and small groups: loops
@@ -268,6 +282,7 @@ def _dense_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, n_thre
     else:
         slabs = 1 if serial else n_threads  # workspace slabs: one per thread that runs tasks
         run = (_grouped_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, serial, slabs)
+               or _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, serial, slabs)
                or _shifted_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, serial, slabs)
                or _channels_last_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, serial, slabs)
                or _im2col_plan(x_shape, dtype, w_shape, geom, groups, workspace, serial, slabs))
@@ -537,4 +552,80 @@ def _grouped_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, serial,
                                 zeros if bias is None else bias, out, *ws, *args)
         return out
     run.method = "grouped-tile"
+    return run
+
+
+def pixel_tile_weight(weight, width):
+    """The (C_out, C_in, kH, kW) weight packed for :func:`_direct_cl.conv_pixel_tiles`: (n_blocks*K, width).
+
+    Block b holds output channels b*width .. b*width + width - 1 (zeros past
+    C_out) as K = kH*kW*C_in rows in (i, j, c) order: row (i*kW + j)*C_in + c
+    of block b is weight[b*width:(b+1)*width, c, i, j].
+    """
+    n_blocks = -(-weight.shape[0] // width)
+    wpk = np.empty((n_blocks * weight[0].size, width), weight.dtype)  # (n_blocks*K, B)
+    _direct_cl.pack_weight(np.ascontiguousarray(weight), wpk, weight.size < _PARALLEL_RELAYOUT)
+    return wpk
+
+
+def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, serial, slabs):
+    """Ungrouped convs larger than 1x1 by pixel tiles on a padded channels-last copy of x; else None."""
+    n_img, c_in, height, width = x_shape
+    c_out = w_shape[0]
+    p_img = geom.h_out * geom.w_out
+    total = n_img * p_img
+    if groups != 1 or geom.kh * geom.kw == 1 or c_in < _PIXEL_TILE_MIN_CIN:
+        return None
+    if not cached and total < _PIXEL_TILE_MIN_PIXELS_PACKED:
+        return None
+    hp = height + geom.top + geom.bottom
+    wp = width + geom.left + geom.right
+    widest = max(_pixel_tile.block_channels(path, dtype) for path in _pixel_tile.PIXELS)
+    most = max(_pixel_tile.PIXELS.values())
+    chunk_max = _PIXEL_CHUNK_TILES * most
+    tables = (total + most) * 8 + geom.kh * geom.kw * 8  # pix and koff, int64
+    relayout = 0 if cached else -(-c_out // widest) * widest * w_shape[1] * geom.kh * geom.kw
+    need = (n_img * hp * wp * c_in + slabs * widest * (most + chunk_max) + relayout) * dtype.itemsize + tables
+    if need > workspace:
+        return None
+    koff = np.array([(i * geom.dh * wp + j * geom.dw) * c_in for i in range(geom.kh) for j in range(geom.kw)],
+                    np.int64)
+    q = np.arange(total)  # output pixel q = (n*H_out + h)*W_out + w
+    img, rest = np.divmod(q, p_img)
+    oh, ow = np.divmod(rest, geom.w_out)
+    starts = ((img * hp + oh * geom.sh) * wp + ow * geom.sw) * c_in  # where pixel q's receptive field starts in xp
+    zeros = np.zeros(c_out, dtype)  # the bias of a call without one; never written
+    out_shape = (n_img, c_out, geom.h_out, geom.w_out)
+
+    @functools.lru_cache(maxsize=len(_pixel_tile.PIXELS))
+    def tiling(path):
+        """(pix, chunk, width) on ``path``: pix padded to whole tiles, chunk in pixels, the channel block."""
+        pixels = _pixel_tile.PIXELS[path]
+        n_tiles = -(-total // pixels)
+        pix = np.empty(n_tiles * pixels, np.int64)
+        pix[:total] = starts
+        pix[total:] = starts[-1]
+        n_blocks = -(-c_out // _pixel_tile.block_channels(path, dtype))
+        n_chunks = -(-n_tiles // _PIXEL_CHUNK_TILES)
+        if not serial:
+            n_chunks = max(n_chunks, -(-2 * slabs // n_blocks))  # every thread has work
+            while (n_chunks * n_blocks) % slabs and n_chunks < n_tiles:
+                n_chunks += 1  # a whole number of rounds
+        return pix, -(-n_tiles // n_chunks) * pixels, _pixel_tile.block_channels(path, dtype)
+
+    def run(x, weight, bias, layout):
+        path = _tile.float_path()  # read per call: SPARSECONV_ISA may change between calls
+        pix, chunk, block = tiling(path)
+        kind = f"pixel_tiles{block}"
+        make = functools.partial(pixel_tile_weight, width=block)
+        wpk = make(weight) if layout is None else layout(kind, make)
+        xp = np.empty((n_img, hp, wp, c_in), dtype)  # (N, H_p, W_p, C_in)
+        _direct_cl.pad_channels_last(x, xp, geom.top, geom.left, serial)
+        out = np.empty((n_img, c_out, p_img), dtype)  # (N, C_out, H_out*W_out)
+        _direct_cl.conv_pixel_tiles(_tile.MARKER[path](0), _pixel_tile.PIXELS[path], xp, wpk,
+                                    zeros if bias is None else bias, out, pix, koff,
+                                    np.empty((slabs, _pixel_tile.PIXELS[path] * block), dtype),
+                                    np.empty((slabs, block * chunk), dtype), chunk, serial)
+        return out.reshape(out_shape)
+    run.method = "pixel-tiles"
     return run

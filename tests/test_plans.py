@@ -17,17 +17,20 @@ METHOD_CASES = [
     ("depthwise-cl", 1, 64, 64, 7, 7, 3, 1, 1, 1, 64),
     ("depthwise-cl", 1, 64, 64, 9, 8, (3, 5), (2, 1), (1, 2), 1, 64),
     ("depthwise-cl", 1, 48, 48, 7, 7, 5, 1, 4, 2, 48),
-    ("shifted", 1, 16, 8, 7, 9, 3, 1, 1, 1, 1),
+    ("shifted", 1, 32, 8, 7, 9, 3, 1, 1, 1, 2),  # groups of 16 input channels: too wide for the register tile
     ("grouped-tile", 1, 12, 12, 7, 9, 3, 1, 1, 1, 4),  # groups of 3 channels: rows padded to the tile's 4
     ("grouped-tile", 1, 8, 12, 9, 8, (3, 5), 1, (2, 1), (2, 1), 2),  # 4 in, 6 out per group, dilation
     ("shifted", 1, 16, 16, 12, 12, 1, 1, 0, 1, 2),  # grouped 1x1: GEMMs in place
     ("shifted", 1, 16, 8, 6, 6, 1, 1, 0, 1, 1),  # 1x1: the weight itself is the tap-major view
-    ("channels-last", 2, 8, 4, 9, 11, 3, 2, 1, 1, 1),
-    ("channels-last", 1, 8, 4, 10, 9, (3, 5), (2, 1), (1, 2), 1, 1),
+    ("pixel-tiles", 1, 16, 4, 12, 11, 3, 1, 1, 1, 1),
+    ("pixel-tiles", 1, 16, 4, 24, 23, 3, 2, 1, 1, 1),  # strided
+    ("pixel-tiles", 1, 16, 3, 25, 12, (3, 5), (2, 1), (1, 2), (2, 1), 1),
+    ("channels-last", 2, 6, 4, 9, 11, 3, 2, 1, 1, 1),  # (C_in < 16: too few channels for the pixel tiles)
+    ("channels-last", 1, 6, 4, 10, 9, (3, 5), (2, 1), (1, 2), 1, 1),
     ("channels-last", 1, 6, 4, 11, 12, 3, 1, 2, 2, 1),  # dilation: the per-tap copies
     ("channels-last", 3, 3, 6, 13, 12, 7, 2, 3, 1, 1),  # a stem: kW*C_in = 21, borders on every side
-    ("channels-last", 1, 8, 2, 33, 31, 3, 2, 1, 1, 1),  # an image of more than one tile: written in place
-    ("channels-last", 1, 16, 24, 4, 4, 3, 1, 1, 1, 1),  # more output channels than pixels: the weight's order
+    ("channels-last", 1, 6, 2, 33, 31, 3, 2, 1, 1, 1),  # an image of more than one tile: written in place
+    ("channels-last", 1, 6, 24, 2, 2, 3, 1, 1, 1, 1),  # more output channels than pixels: the weight's order
     ("im2col", 2, 2, 4, 17, 16, 3, 2, 1, 1, 1),
     ("im2col", 2, 8, 4, 21, 20, 1, 2, 0, 1, 1),
     ("im2col", 2, 8, 8, 9, 9, 3, 2, 1, 1, 2),

@@ -53,6 +53,22 @@ def tile_cols(path, dtype):
     return VECTORS * FLOAT_PATHS[path] // (8 * np.dtype(dtype).itemsize)
 
 
+def splat(builder, value, vty):
+    """LLVM IR: a vector of type ``vty`` with every lane ``value`` (a broadcast)."""
+    undef = ir.Constant(vty, ir.Undefined)
+    lane0 = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(lane0, undef, ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count))
+
+
+def accumulate(builder, path, fma, acc, a, b):
+    """LLVM IR: acc (an alloca'd vector) += a * b, fused where the path has FMA."""
+    if path == "portable":  # no FMA instruction on the baseline: multiply, then add
+        new = builder.fadd(builder.load(acc), builder.fmul(a, b))
+    else:
+        new = builder.call(fma, [a, b, builder.load(acc)])
+    builder.store(new, acc)
+
+
 if numba.config.DISABLE_JIT:
 
     def float_tile(marker, w, row0, buf, base, offsets, q0, dst, d0, ld):
@@ -101,8 +117,6 @@ else:
             n_k = cgutils.unpack_tuple(builder, w_arr.shape, 2)[1]
             accs = [[cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * lanes)) for _ in range(VECTORS)]
                     for _ in range(TILE_ROWS)]
-            undef = ir.Constant(vty, ir.Undefined)
-            zeros = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
                                                  f"llvm.fma.v{lanes}f{8 * (4 if flt == types.float32 else 8)}")
             align = 4 if flt == types.float32 else 8
@@ -113,16 +127,9 @@ else:
                     i64, lanes * h))]), vty.as_pointer()), align=align) for h in range(VECTORS)]
                 for r in range(TILE_ROWS):
                     at = builder.add(builder.mul(builder.add(row0_, ir.Constant(i64, r)), n_k), k)
-                    wv = builder.load(builder.gep(w_arr.data, [at]))
-                    splat = builder.shuffle_vector(builder.insert_element(undef, wv, ir.Constant(ir.IntType(32), 0)),
-                                                   undef, zeros)
+                    wv = splat(builder, builder.load(builder.gep(w_arr.data, [at])), vty)
                     for h in range(VECTORS):
-                        acc = accs[r][h]
-                        if path == "portable":  # no FMA instruction on the baseline: multiply, then add
-                            new = builder.fadd(builder.load(acc), builder.fmul(xs[h], splat))
-                        else:
-                            new = builder.call(fma, [xs[h], splat, builder.load(acc)])
-                        builder.store(new, acc)
+                        accumulate(builder, path, fma, accs[r][h], xs[h], wv)
             for r in range(TILE_ROWS):
                 row = builder.add(builder.mul(builder.add(d0_, ir.Constant(i64, r)), ld_), q0_)
                 for h in range(VECTORS):
@@ -187,8 +194,6 @@ else:
                                        for i in (3, 4, 6, 7, 9))
             vty = ir.VectorType(context.get_value_type(flt), lanes)
             accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * lanes)) for _ in range(ROW_VECTORS)]
-            undef = ir.Constant(vty, ir.Undefined)
-            zeros = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
                                                  f"llvm.fma.v{lanes}f{bits}")
             align = bits // 8
@@ -196,18 +201,11 @@ else:
                 p = builder.add(p0_, loop.index)
                 col = context.cast(builder, builder.load(builder.gep(i_arr.data, [p])), indices.dtype, types.int64)
                 start = builder.add(builder.mul(col, ld_), q0_)
-                value = builder.load(builder.gep(v_arr.data, [p]))
-                splat = builder.shuffle_vector(builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0)),
-                                               undef, zeros)
+                value = splat(builder, builder.load(builder.gep(v_arr.data, [p])), vty)
                 for h in range(ROW_VECTORS):
                     at = builder.gep(s_arr.data, [builder.add(start, ir.Constant(i64, lanes * h))])
                     x = builder.load(builder.bitcast(at, vty.as_pointer()), align=align)
-                    acc = accs[h]
-                    if path == "portable":
-                        new = builder.fadd(builder.load(acc), builder.fmul(x, splat))
-                    else:
-                        new = builder.call(fma, [x, splat, builder.load(acc)])
-                    builder.store(new, acc)
+                    accumulate(builder, path, fma, accs[h], x, value)
             for h in range(ROW_VECTORS):
                 at = builder.gep(d_arr.data, [builder.add(d0_, ir.Constant(i64, lanes * h))])
                 builder.store(builder.load(accs[h]), builder.bitcast(at, vty.as_pointer()), align=align)

@@ -1,0 +1,150 @@
+"""The direct convolution on a zero-padded channels-last copy of x, by pixel tiles (:mod:`.pixel_tile`).
+
+No im2col matrix and no GEMM call: x is copied once to (N, H_p, W_p, C_in)
+with its zero borders, the weight is packed once per block of B output
+channels as (kH*kW*C_in, B), and each register tile sums a few output
+pixels x B channels over all taps and input channels. A GEMM on im2col
+columns spends part of its time packing operands and loading and
+storing its accumulators per depth block; here the accumulators stay in
+registers for the whole depth kH*kW*C_in, and the input is read in place.
+
+Tasks are (chunk of output pixels, block of output channels). The output
+pixels of all N images are numbered q = n*H_out*W_out + h*W_out + w and
+cut into chunks of whole tiles, so a tile may span rows and images: no
+lane is spent on padding columns. A task keeps its channel block's
+packed weight in cache across its chunk's tiles, gathers the tiles'
+(pixels x B) results into a (B, chunk) slab, then writes the slab's rows
+into the NCHW output with the bias: contiguous runs, not one value per
+channel and pixel.
+"""
+
+import numba
+import numpy as np
+
+from .._config import PARALLEL, SERIAL, jit
+from .conv import _add, _fill
+from .pixel_tile import pixel_tile
+
+
+@jit(**PARALLEL)
+def pad_channels_last(x, xp, top, left, serial):
+    """xp[n, r, s, c] = x[n, c, r - top, s - left], zero outside x: (N, C_in, H, W) -> (N, H_p, W_p, C_in)."""
+    n_rows = xp.shape[0] * xp.shape[1]
+    if serial:
+        for row in range(n_rows):
+            _pad_row(x, xp, top, left, row)
+    else:
+        for row in numba.prange(n_rows):
+            _pad_row(x, xp, top, left, row)
+
+
+@jit(**SERIAL)
+def _pad_row(x, xp, top, left, row):
+    c_in, height, width = x.shape[1], x.shape[2], x.shape[3]
+    n = row // xp.shape[1]
+    ih = row - n * xp.shape[1] - top
+    dst = xp[n, row - n * xp.shape[1]]  # (W_p, C_in)
+    if ih < 0 or ih >= height:
+        _fill(dst.ravel(), 0)
+        return
+    _fill(dst[:left].ravel(), 0)
+    _fill(dst[left + width:].ravel(), 0)
+    for c in range(c_in):
+        src = x[n, c, ih]
+        for w in range(width):
+            dst[left + w, c] = src[w]
+
+
+@jit(**PARALLEL)
+def pack_weight(weight, wpk, serial):
+    """wpk[b*K + (i*kW + j)*C_in + c, o] = weight[b*B + o, c, i, j], zero for b*B + o >= C_out.
+
+    weight (C_out, C_in, kH, kW), wpk (n_blocks*K, B), K = kH*kW*C_in: the
+    layout of :func:`conv_pixel_tiles`. One task per block of B output
+    channels.
+    """
+    n_blocks = wpk.shape[0] // weight[0].size
+    if serial:
+        for blk in range(n_blocks):
+            _pack_block(weight, wpk, blk)
+    else:
+        for blk in numba.prange(n_blocks):
+            _pack_block(weight, wpk, blk)
+
+
+@jit(**SERIAL)
+def _pack_block(weight, wpk, blk):
+    c_out, c_in, kh, kw = weight.shape
+    kk = kh * kw
+    k = c_in * kk
+    width = wpk.shape[1]
+    block = wpk[blk * k:(blk + 1) * k]  # (K, B)
+    rows = weight.reshape(c_out, k)
+    n_o = min(width, c_out - blk * width)
+    step = 16  # input channels per pass: each weight row's run of them is read once, whole
+    tmp = np.zeros((kk, step, width), wpk.dtype)  # (taps, channels, B); columns past n_o stay zero
+    for c0 in range(0, c_in, step):
+        n_c = min(step, c_in - c0)
+        for o in range(n_o):
+            src = rows[blk * width + o, c0 * kk:(c0 + n_c) * kk]
+            for c in range(n_c):
+                for t in range(kk):
+                    tmp[t, c, o] = src[c * kk + t]
+        for t in range(kk):  # tap t's rows for these channels: one contiguous run of the block
+            _add(block[t * c_in + c0:t * c_in + c0 + n_c].ravel(), tmp[t, :n_c].ravel(), 0)
+
+
+@jit(**PARALLEL)
+def conv_pixel_tiles(marker, pixels, xp, wpk, bias, out, pix, koff, ws_tile, ws_slab, chunk, serial):
+    """out (N, C_out, P) = conv of the padded channels-last xp by the packed weight wpk, + bias.
+
+    wpk: (n_blocks*K, B), block b's rows are the K = kH*kW*C_in taps and
+    channels (in (i, j, c) order) of output channels b*B .. b*B+B-1, zero
+    past C_out. pix: where each output pixel's receptive field starts in
+    xp's flat array, padded with copies of the last to whole tiles of
+    ``pixels``; koff: where each tap sits in it. ws_tile (n_threads, >=
+    pixels*B) and ws_slab (n_threads, >= B*chunk) are one slab per thread.
+    ``serial`` runs every task on the calling thread, in slab 0.
+    """
+    width = wpk.shape[1]
+    n_blocks = (out.shape[1] + width - 1) // width
+    n_tasks = (out.shape[0] * out.shape[2] + chunk - 1) // chunk * n_blocks
+    args = (marker, pixels, xp, wpk, bias, out, pix, koff, chunk)
+    if serial:
+        for task in range(n_tasks):
+            _pixel_task(task, ws_tile[0], ws_slab[0], args)
+    else:
+        for task in numba.prange(n_tasks):
+            thread = numba.get_thread_id()
+            _pixel_task(task, ws_tile[thread], ws_slab[thread], args)
+
+
+@jit(**SERIAL)
+def _pixel_task(task, res, slab, args):
+    """Task (pixel chunk, channel block) of :func:`conv_pixel_tiles`, in the slabs ``res`` and ``slab``."""
+    marker, pixels, xp, wpk, bias, out, pix, koff, chunk = args
+    c_in = xp.shape[3]
+    c_out, p_img = out.shape[1], out.shape[2]
+    total = out.shape[0] * p_img
+    width = wpk.shape[1]
+    n_blocks = (c_out + width - 1) // width
+    k = koff.size * c_in
+    blk = task % n_blocks
+    q0 = (task // n_blocks) * chunk
+    q1 = min(total, q0 + chunk)
+    o0 = blk * width
+    n_o = min(width, c_out - o0)
+    x_flat = xp.ravel()
+    for t0 in range(q0, q1, pixels):
+        pixel_tile(marker, wpk, blk * k, x_flat, pix, t0, koff, c_in, res, 0)
+        for p in range(min(pixels, q1 - t0)):
+            for o in range(n_o):
+                slab[o * chunk + t0 - q0 + p] = res[p * width + o]
+    q = q0
+    while q < q1:  # the slab's rows, image by image, into the NCHW output
+        n = q // p_img
+        p = q - n * p_img
+        seg = min(p_img - p, q1 - q)
+        for o in range(n_o):
+            _add(out[n, o0 + o, p:p + seg], slab[o * chunk + q - q0:], bias[o0 + o])
+        q += seg
