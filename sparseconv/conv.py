@@ -13,7 +13,7 @@ import numpy as np
 
 from ._kernels import channels_last as _cl
 from ._kernels import conv as _conv
-from ._kernels import direct_cl as _direct_cl
+from ._kernels import direct as _direct
 from ._kernels import pixel_tile as _pixel_tile
 from ._kernels import tile as _tile
 from . import _blas
@@ -56,9 +56,8 @@ _DEPTHWISE_CL_MAX_PIXELS_STRIDED = 196
 # by register tiles: a GEMM call per group and tap costs more than its few multiply-adds there (measured
 # 1.5-2x faster at 8 channels per group on 64ch 56x56 and 256ch 14x14; at 16, as fast or slower).
 _TILE_MAX_GROUP = 8
-# Ungrouped convs larger than 1x1 with at least this many input channels run by pixel tiles on a padded
-# channels-last copy (see docs/benchmarks.md for what was measured); with fewer, a tap's run of channels is
-# too short for the tile's per-tap setup. A weight not cached in the tiles' layout is packed on every call,
+# Ungrouped convs larger than 1x1 with at least this many input channels run by pixel tiles on a zero-padded
+# copy of x; with fewer, the sum over a tap's channels is too short for the tile's per-tap setup. A weight not cached in the tiles' layout is packed on every call,
 # a transpose of all of it: with fewer output pixels than this, each weight value is used too few times to
 # pay for it (measured 1.6-1.7x slower than the GEMM paths at 49 pixels, 512 channels; as fast at 196).
 _PIXEL_TILE_MIN_CIN = 16
@@ -141,7 +140,7 @@ def conv2d_method(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
 
     One of ``'pixel-tiles'`` (no groups, kernels larger than 1x1, at least
     16 input channels: register tiles of output pixels x output channels
-    on a zero-padded channels-last copy of x, no GEMM), ``'shifted'``
+    on a zero-padded copy of x, no GEMM), ``'shifted'``
     (stride 1: one GEMM per kernel tap on the padded input),
     ``'channels-last'`` (GEMMs on im2col tiles copied from a
     channels-last copy of x), ``'im2col'`` (GEMMs on NCHW im2col tiles),
@@ -556,7 +555,7 @@ def _grouped_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, serial,
 
 
 def pixel_tile_weight(weight, width):
-    """The (C_out, C_in, kH, kW) weight packed for :func:`_direct_cl.conv_pixel_tiles`: (n_blocks*K, width).
+    """The (C_out, C_in, kH, kW) weight packed for :func:`_direct.conv_pixel_tiles`: (n_blocks*K, width).
 
     Block b holds output channels b*width .. b*width + width - 1 (zeros past
     C_out) as K = kH*kW*C_in rows in (i, j, c) order: row (i*kW + j)*C_in + c
@@ -564,12 +563,12 @@ def pixel_tile_weight(weight, width):
     """
     n_blocks = -(-weight.shape[0] // width)
     wpk = np.empty((n_blocks * weight[0].size, width), weight.dtype)  # (n_blocks*K, B)
-    _direct_cl.pack_weight(np.ascontiguousarray(weight), wpk, weight.size < _PARALLEL_RELAYOUT)
+    _direct.pack_weight(np.ascontiguousarray(weight), wpk, weight.size < _PARALLEL_RELAYOUT)
     return wpk
 
 
 def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, serial, slabs):
-    """Ungrouped convs larger than 1x1 by pixel tiles on a padded channels-last copy of x; else None."""
+    """Ungrouped convs larger than 1x1 by pixel tiles on a zero-padded copy of x; else None."""
     n_img, c_in, height, width = x_shape
     c_out = w_shape[0]
     p_img = geom.h_out * geom.w_out
@@ -588,12 +587,11 @@ def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, s
     need = (n_img * hp * wp * c_in + slabs * widest * (most + chunk_max) + relayout) * dtype.itemsize + tables
     if need > workspace:
         return None
-    koff = np.array([(i * geom.dh * wp + j * geom.dw) * c_in for i in range(geom.kh) for j in range(geom.kw)],
-                    np.int64)
+    koff = np.array([i * geom.dh * wp + j * geom.dw for i in range(geom.kh) for j in range(geom.kw)], np.int64)
     q = np.arange(total)  # output pixel q = (n*H_out + h)*W_out + w
     img, rest = np.divmod(q, p_img)
     oh, ow = np.divmod(rest, geom.w_out)
-    starts = ((img * hp + oh * geom.sh) * wp + ow * geom.sw) * c_in  # where pixel q's receptive field starts in xp
+    starts = (img * c_in * hp + oh * geom.sh) * wp + ow * geom.sw  # where pixel q's receptive field starts in xp
     zeros = np.zeros(c_out, dtype)  # the bias of a call without one; never written
     out_shape = (n_img, c_out, geom.h_out, geom.w_out)
 
@@ -619,10 +617,10 @@ def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, s
         kind = f"pixel_tiles{block}"
         make = functools.partial(pixel_tile_weight, width=block)
         wpk = make(weight) if layout is None else layout(kind, make)
-        xp = np.empty((n_img, hp, wp, c_in), dtype)  # (N, H_p, W_p, C_in)
-        _direct_cl.pad_channels_last(x, xp, geom.top, geom.left, serial)
+        xp = np.empty((n_img, c_in, hp, wp), dtype)  # (N, C_in, H_p, W_p)
+        _direct.pad_planes(x, xp, geom.top, geom.left, serial)
         out = np.empty((n_img, c_out, p_img), dtype)  # (N, C_out, H_out*W_out)
-        _direct_cl.conv_pixel_tiles(_tile.MARKER[path](0), _pixel_tile.PIXELS[path], xp, wpk,
+        _direct.conv_pixel_tiles(_tile.MARKER[path](0), _pixel_tile.PIXELS[path], xp, wpk,
                                     zeros if bias is None else bias, out, pix, koff,
                                     np.empty((slabs, _pixel_tile.PIXELS[path] * block), dtype),
                                     np.empty((slabs, block * chunk), dtype), chunk, serial)

@@ -1,4 +1,4 @@
-"""The pixel-tile direct convolution (channels-last copy, register tiles over output pixels x channel blocks)."""
+"""The pixel-tile direct convolution (a zero-padded copy of x, register tiles of output pixels x channel blocks)."""
 
 import numba
 import numpy as np
@@ -98,7 +98,7 @@ def test_block_width_is_two_vectors_of_the_path():
 def test_a_workspace_too_small_for_the_copy_takes_another_method(rng):
     x = rng.standard_normal((2, 16, 12, 12))
     weight = rng.standard_normal((8, 16, 3, 3))
-    small = 16 * 14 * 14 * 8  # less than the padded channels-last copy of x
+    small = 16 * 14 * 14 * 8  # less than the zero-padded copy of x
     method = sc.conv2d_method(x, weight, padding=1, workspace=small)
     assert not method.startswith("pixel-tiles")
     assert_close(sc.conv2d(x, weight, padding=1, workspace=small), torch_conv2d(x, weight, padding=1), np.float64)

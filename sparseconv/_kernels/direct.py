@@ -1,6 +1,6 @@
-"""The direct convolution on a zero-padded channels-last copy of x, by pixel tiles (:mod:`.pixel_tile`).
+"""The direct convolution on a zero-padded copy of x, by pixel tiles (:mod:`.pixel_tile`).
 
-No im2col matrix and no GEMM call: x is copied once to (N, H_p, W_p, C_in)
+No im2col matrix and no GEMM call: x is copied once to (N, C_in, H_p, W_p)
 with its zero borders, the weight is packed once per block of B output
 channels as (kH*kW*C_in, B), and each register tile sums a few output
 pixels x B channels over all taps and input channels. A GEMM on im2col
@@ -27,32 +27,31 @@ from .pixel_tile import pixel_tile
 
 
 @jit(**PARALLEL)
-def pad_channels_last(x, xp, top, left, serial):
-    """xp[n, r, s, c] = x[n, c, r - top, s - left], zero outside x: (N, C_in, H, W) -> (N, H_p, W_p, C_in)."""
-    n_rows = xp.shape[0] * xp.shape[1]
+def pad_planes(x, xp, top, left, serial):
+    """xp[n, c, r, s] = x[n, c, r - top, s - left], zero outside x: (N, C_in, H, W) -> (N, C_in, H_p, W_p)."""
+    n_planes = xp.shape[0] * xp.shape[1]
     if serial:
-        for row in range(n_rows):
-            _pad_row(x, xp, top, left, row)
+        for plane in range(n_planes):
+            _pad_plane(x, xp, top, left, plane)
     else:
-        for row in numba.prange(n_rows):
-            _pad_row(x, xp, top, left, row)
+        for plane in numba.prange(n_planes):
+            _pad_plane(x, xp, top, left, plane)
 
 
 @jit(**SERIAL)
-def _pad_row(x, xp, top, left, row):
-    c_in, height, width = x.shape[1], x.shape[2], x.shape[3]
-    n = row // xp.shape[1]
-    ih = row - n * xp.shape[1] - top
-    dst = xp[n, row - n * xp.shape[1]]  # (W_p, C_in)
-    if ih < 0 or ih >= height:
-        _fill(dst.ravel(), 0)
-        return
-    _fill(dst[:left].ravel(), 0)
-    _fill(dst[left + width:].ravel(), 0)
-    for c in range(c_in):
-        src = x[n, c, ih]
-        for w in range(width):
-            dst[left + w, c] = src[w]
+def _pad_plane(x, xp, top, left, plane):
+    height, width = x.shape[2], x.shape[3]
+    hp, wp = xp.shape[2], xp.shape[3]
+    n = plane // xp.shape[1]
+    c = plane - n * xp.shape[1]
+    dst = xp[n, c].ravel()  # (H_p*W_p,)
+    src = x[n, c]
+    _fill(dst[:top * wp + left], 0)
+    for h in range(height):
+        row = (top + h) * wp + left
+        _add(dst[row:row + width], src[h], 0)
+        _fill(dst[row + width:min(row + wp, hp * wp)], 0)  # this row's right border, the next one's left
+    _fill(dst[(top + height) * wp:], 0)
 
 
 @jit(**PARALLEL)
@@ -96,13 +95,13 @@ def _pack_block(weight, wpk, blk):
 
 @jit(**PARALLEL)
 def conv_pixel_tiles(marker, pixels, xp, wpk, bias, out, pix, koff, ws_tile, ws_slab, chunk, serial):
-    """out (N, C_out, P) = conv of the padded channels-last xp by the packed weight wpk, + bias.
+    """out (N, C_out, P) = conv of the zero-padded xp (N, C_in, H_p, W_p) by the packed weight wpk, + bias.
 
     wpk: (n_blocks*K, B), block b's rows are the K = kH*kW*C_in taps and
     channels (in (i, j, c) order) of output channels b*B .. b*B+B-1, zero
     past C_out. pix: where each output pixel's receptive field starts in
-    xp's flat array, padded with copies of the last to whole tiles of
-    ``pixels``; koff: where each tap sits in it. ws_tile (n_threads, >=
+    xp's flat array (in channel 0 of its image), padded with copies of the
+    last to whole tiles of ``pixels``; koff: where each tap sits in it. ws_tile (n_threads, >=
     pixels*B) and ws_slab (n_threads, >= B*chunk) are one slab per thread.
     ``serial`` runs every task on the calling thread, in slab 0.
     """
@@ -123,7 +122,8 @@ def conv_pixel_tiles(marker, pixels, xp, wpk, bias, out, pix, koff, ws_tile, ws_
 def _pixel_task(task, res, slab, args):
     """Task (pixel chunk, channel block) of :func:`conv_pixel_tiles`, in the slabs ``res`` and ``slab``."""
     marker, pixels, xp, wpk, bias, out, pix, koff, chunk = args
-    c_in = xp.shape[3]
+    c_in = xp.shape[1]
+    plane = xp.shape[2] * xp.shape[3]
     c_out, p_img = out.shape[1], out.shape[2]
     total = out.shape[0] * p_img
     width = wpk.shape[1]
@@ -136,7 +136,7 @@ def _pixel_task(task, res, slab, args):
     n_o = min(width, c_out - o0)
     x_flat = xp.ravel()
     for t0 in range(q0, q1, pixels):
-        pixel_tile(marker, wpk, blk * k, x_flat, pix, t0, koff, c_in, res, 0)
+        pixel_tile(marker, wpk, blk * k, x_flat, pix, t0, koff, c_in, plane, res, 0)
         for p in range(min(pixels, q1 - t0)):
             for o in range(n_o):
                 slab[o * chunk + t0 - q0 + p] = res[p * width + o]
