@@ -57,11 +57,13 @@ _DEPTHWISE_CL_MAX_PIXELS_STRIDED = 196
 # 1.5-2x faster at 8 channels per group on 64ch 56x56 and 256ch 14x14; at 16, as fast or slower).
 _TILE_MAX_GROUP = 8
 # Ungrouped convs larger than 1x1 with at least this many input channels run by pixel tiles on a zero-padded
-# copy of x; with fewer, the sum over a tap's channels is too short for the tile's per-tap setup. A weight not cached in the tiles' layout is packed on every call,
-# a transpose of all of it: with fewer output pixels than this, each weight value is used too few times to
-# pay for it (measured 1.6-1.7x slower than the GEMM paths at 49 pixels, 512 channels; as fast at 196).
+# copy of x; with fewer, the sum over a tap's channels is too short for the tile's per-tap setup (measured
+# 1.3-2.8x slower than the GEMM paths with 3 and 8 channels). A weight not cached in the tiles' layout is
+# packed on every call, a transpose of all of it at 5-8 GB/s here (1.5 ms for 512 x 512 x 3 x 3): with
+# fewer output pixels than this, each weight value is used too few times to pay for it (measured 1.6-1.7x
+# slower than the GEMM paths at 49 pixels, as fast at 196).
 _PIXEL_TILE_MIN_CIN = 16
-_PIXEL_TILE_MIN_PIXELS_PACKED = 128
+_PIXEL_TILE_MIN_PIXELS_PACKED = 256
 # Tiles of output pixels per task of the pixel-tile kernel (8 to 24 measured alike).
 _PIXEL_CHUNK_TILES = 16
 # Output columns per task: enough for an efficient GEMM, small enough that a

@@ -105,7 +105,7 @@ def test_a_workspace_too_small_for_the_copy_takes_another_method(rng):
 
 
 def test_nan_and_inf_propagate_as_in_torch():
-    x = np.ones((4, 16, 6, 6), np.float32)
+    x = np.ones((8, 16, 6, 6), np.float32)
     x[0, 3, 2, 2] = np.nan
     x[0, 5, 4, 4] = np.inf
     weight = np.ones((4, 16, 3, 3), np.float32)

@@ -22,9 +22,9 @@ METHOD_CASES = [
     ("grouped-tile", 1, 8, 12, 9, 8, (3, 5), 1, (2, 1), (2, 1), 2),  # 4 in, 6 out per group, dilation
     ("shifted", 1, 16, 16, 12, 12, 1, 1, 0, 1, 2),  # grouped 1x1: GEMMs in place
     ("shifted", 1, 16, 8, 6, 6, 1, 1, 0, 1, 1),  # 1x1: the weight itself is the tap-major view
-    ("pixel-tiles", 1, 16, 4, 12, 11, 3, 1, 1, 1, 1),
-    ("pixel-tiles", 1, 16, 4, 24, 23, 3, 2, 1, 1, 1),  # strided
-    ("pixel-tiles", 1, 16, 3, 25, 12, (3, 5), (2, 1), (1, 2), (2, 1), 1),
+    ("pixel-tiles", 1, 16, 2, 16, 16, 3, 1, 1, 1, 1),
+    ("pixel-tiles", 1, 16, 2, 32, 31, 3, 2, 1, 1, 1),  # strided
+    ("pixel-tiles", 1, 16, 2, 45, 12, (3, 5), (2, 1), (1, 2), (2, 1), 1),
     ("channels-last", 2, 6, 4, 9, 11, 3, 2, 1, 1, 1),  # (C_in < 16: too few channels for the pixel tiles)
     ("channels-last", 1, 6, 4, 10, 9, (3, 5), (2, 1), (1, 2), 1, 1),
     ("channels-last", 1, 6, 4, 11, 12, 3, 1, 2, 2, 1),  # dilation: the per-tap copies
