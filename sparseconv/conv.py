@@ -623,9 +623,9 @@ def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, s
         _direct.pad_planes(x, xp, geom.top, geom.left, serial)
         out = np.empty((n_img, c_out, p_img), dtype)  # (N, C_out, H_out*W_out)
         _direct.conv_pixel_tiles(_tile.MARKER[path](0), _pixel_tile.PIXELS[path], xp, wpk,
-                                    zeros if bias is None else bias, out, pix, koff,
-                                    np.empty((slabs, _pixel_tile.PIXELS[path] * block), dtype),
-                                    np.empty((slabs, block * chunk), dtype), chunk, serial)
+                                 zeros if bias is None else bias, out, pix, koff,
+                                 np.empty((slabs, _pixel_tile.PIXELS[path] * block), dtype),
+                                 np.empty((slabs, block * chunk), dtype), chunk, serial)
         return out.reshape(out_shape)
     run.method = "pixel-tiles"
     return run

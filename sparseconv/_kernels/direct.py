@@ -101,9 +101,10 @@ def conv_pixel_tiles(marker, pixels, xp, wpk, bias, out, pix, koff, ws_tile, ws_
     channels (in (i, j, c) order) of output channels b*B .. b*B+B-1, zero
     past C_out. pix: where each output pixel's receptive field starts in
     xp's flat array (in channel 0 of its image), padded with copies of the
-    last to whole tiles of ``pixels``; koff: where each tap sits in it. ws_tile (n_threads, >=
-    pixels*B) and ws_slab (n_threads, >= B*chunk) are one slab per thread.
-    ``serial`` runs every task on the calling thread, in slab 0.
+    last to whole tiles of ``pixels``; koff: where each tap sits in it.
+    ws_tile (n_threads, >= pixels*B) and ws_slab (n_threads, >= B*chunk)
+    are one slab per thread. ``serial`` runs every task on the calling
+    thread, in slab 0.
     """
     width = wpk.shape[1]
     n_blocks = (out.shape[1] + width - 1) // width
