@@ -605,13 +605,14 @@ def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, s
         pix = np.empty(n_tiles * pixels, np.int64)
         pix[:total] = starts
         pix[total:] = starts[-1]
-        n_blocks = -(-c_out // _pixel_tile.block_channels(path, dtype))
+        block = _pixel_tile.block_channels(path, dtype)
+        n_blocks = -(-c_out // block)
         n_chunks = -(-n_tiles // _PIXEL_CHUNK_TILES)
         if not serial:
             n_chunks = max(n_chunks, -(-2 * slabs // n_blocks))  # every thread has work
             while (n_chunks * n_blocks) % slabs and n_chunks < n_tiles:
                 n_chunks += 1  # a whole number of rounds
-        return pix, -(-n_tiles // n_chunks) * pixels, _pixel_tile.block_channels(path, dtype)
+        return pix, -(-n_tiles // n_chunks) * pixels, block
 
     def run(x, weight, bias, layout):
         path = _tile.float_path()  # read per call: SPARSECONV_ISA may change between calls

@@ -42,7 +42,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .tile import _MARKER_PATH, FLOAT_PATHS, MARKER, accumulate, splat
+from .tile import _MARKER_PATH, _MARKER_PATH_PY, FLOAT_PATHS, accumulate, splat
 
 #: output pixels per tile, by path
 PIXELS = {"avx512": 12, "avx2": 6, "portable": 6}
@@ -56,11 +56,10 @@ def block_channels(path, dtype):
 
 
 if numba.config.DISABLE_JIT:
-    _PATH_OF = {np.dtype(m): p for p, m in MARKER.items()}
 
     def pixel_tile(marker, wpk, wrow0, xp, pix, p0, koff, c_in, cs, dst, d0):
         """The tile's definition, for ``NUMBA_DISABLE_JIT=1`` (an intrinsic runs only in compiled code)."""
-        path = _PATH_OF[np.dtype(type(marker))]
+        path = _MARKER_PATH_PY[np.dtype(type(marker))]
         width = wpk.shape[1]
         for p in range(PIXELS[path]):
             acc = np.zeros(width, wpk.dtype)

@@ -40,6 +40,8 @@ TILE_ROWS = 4
 VECTORS = 2
 
 _MARKER_PATH = {numba.from_dtype(np.dtype(m)): p for p, m in MARKER.items()}
+#: the same, for the Python twins of ``NUMBA_DISABLE_JIT=1`` (which see markers as NumPy scalars)
+_MARKER_PATH_PY = {np.dtype(m): p for p, m in MARKER.items()}
 
 
 def float_path():
@@ -81,7 +83,6 @@ if numba.config.DISABLE_JIT:
                 acc += w[row0 + r, k] * buf[start:start + cols]
             dst[(d0 + r) * ld + q0:(d0 + r) * ld + q0 + cols] = acc
 
-    _MARKER_PATH_PY = {np.dtype(m): p for p, m in MARKER.items()}
 
 else:
 
