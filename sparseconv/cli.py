@@ -118,10 +118,12 @@ def _bench_torch(args):
     except ImportError as exc:
         raise SystemExit(f"sparseconv bench torch: {exc}") from exc
 
-    result = bench_torch(quick=args.quick, repeat=args.repeat, devices=args.devices)
+    result = bench_torch(quick=args.quick, repeat=args.repeat, devices=args.devices, compile=args.compile)
     _print_environment(result["environment"])
-    print(f"CUDA device: {result['environment']['cuda_device'] or 'none'}")
-    print("times are medians; realised = speedup over the dense conv / MAC reduction\n")
+    print(f"CUDA device: {result['environment']['cuda_device'] or 'none'}; Triton: "
+          f"{result['environment']['triton'] or 'not installed'}")
+    print("times are medians; realised = speedup over the dense NCHW conv / MAC reduction; vs composed = the "
+          "composed module's time / this variant's\n")
     print_table(result)
     _write_json(args, result)
     return 0
@@ -453,11 +455,14 @@ def build_parser():
         "196 columns only, fewer samples", _bench_lowp)
     torch_bench = _bench_command(
         bench_sub, "torch", "the torch IGC modules vs the dense conv of the same width (CPU; CUDA if present)",
-        "sparseconv.torch's IGCV1Conv2d (L = 2, 4, 8), IGCV2Conv2d and the IGCV3 convolutions against "
-        "nn.Conv2d of the same width on 64ch 56x56 and 256ch 14x14, on the CPU and, where torch sees one, "
-        "a CUDA device.",
-        "the 64ch layer only, N=1 on the CPU, fewer samples", _bench_torch)
+        "sparseconv.torch's IGCV1Conv2d (L = 2, 4, 8), IGCV2Conv2d, the IGCV3 convolutions and IGCV3Block "
+        "against nn.Conv2d (NCHW and channels_last) of the same width on 64ch 56x56 and 256ch 14x14, on the CPU "
+        "(float32, N=8) and, where torch sees one, a CUDA device (float32 and bfloat16, N=64 and 256; the "
+        "fused Triton kernels too, where Triton is installed).",
+        "the 64ch layer only, N=1 on the CPU and 64 on CUDA, fewer samples", _bench_torch)
     torch_bench.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], help="only these devices")
+    torch_bench.add_argument("--compile", action="store_true",
+                             help="also time each IGC module under torch.compile (inductor)")
     return parser
 
 

@@ -1,11 +1,16 @@
 """Shared test settings: tolerances per dtype (one place), seeded generators, the torch oracle."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # headless plots
+# Without an NVIDIA GPU the fused IGC kernels (Triton) run in Triton's interpreter, on the CPU. Triton reads
+# this when it is first imported (torch.compile's tests may import it before tests/test_triton.py does).
+if shutil.which("nvidia-smi") is None:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 #: (rtol, atol) for comparing a float32 / float64 result with an oracle,
 #: relative to the oracle's largest magnitude (sums of many products differ

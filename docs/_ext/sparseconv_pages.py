@@ -209,9 +209,17 @@ def _bench_lowp_md(result):
     return _table(*lowp_table(result))
 
 
+def _bench_torch_md(result):
+    from sparseconv.bench.torchpath import torch_table
+
+    env = result["environment"]
+    return (f"CUDA device: {env.get('cuda_device') or 'none'}; Triton {env.get('triton') or 'not installed'}.\n\n"
+            + _table(*torch_table(result["records"])))
+
+
 #: each file in docs/bench-results/ is named after the ``sparseconv bench`` command that wrote it
 BENCH_KINDS = {"conv": _bench_conv_md, "network": _bench_network_md, "igc": _bench_igc_md,
-               "sparse": _bench_sparse_md, "lowp": _bench_lowp_md}
+               "sparse": _bench_sparse_md, "lowp": _bench_lowp_md, "torch": _bench_torch_md}
 
 
 #: a generated block of docs/benchmarks.md: ``<!-- bench: NAME.json -->``, the tables, ``<!-- end bench -->``

@@ -4,10 +4,11 @@ Imported only on demand (``import sparseconv.torch``); ``import sparseconv``
 never imports torch. Contents:
 
 - :mod:`.functional`: ``conv2d`` (sparseconv's padding rules), ``channel_shuffle``,
-  ``igc_conv2d``, ``operator_conv2d`` (any WeightOperator with torch ops),
+  ``igc_conv2d``, ``permuted_pointwise``, ``igc_backend`` (composed torch ops or
+  fused Triton kernels), ``operator_conv2d`` (any WeightOperator with torch ops),
   ``sign_ste`` and ``fake_quantize`` (straight-through estimators);
-- :mod:`.modules`: ``IGCV1Conv2d``, ``IGCV2Conv2d``, ``IGCV3Block`` and one
-  trainable module per operator family;
+- :mod:`.modules`: ``IGCV1Conv2d``, ``IGCV2Conv2d``, ``IGCV3Block`` (``backend=``) and one
+  trainable module per operator family, each ``torch.compile(fullgraph=True)``-ready;
 - :mod:`.convert`: ``from_operator``, ``to_operator``, ``from_conv``, ``compress``;
 - :mod:`.models`: ``igcv3_d``, ``mobilenet_v2``, ``resnet18``, ``igc_resnet18``;
 - :mod:`.cost`: ``count_cost``.

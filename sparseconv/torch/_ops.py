@@ -10,8 +10,11 @@ import torch.nn.functional as F
 
 from .._validation import geometry
 
-__all__ = ["binary_input_conv2d", "channel_shuffle", "conv2d", "fake_quantize", "igc_conv2d", "quantize_input",
-           "sign_ste"]
+__all__ = ["BACKENDS", "binary_input_conv2d", "channel_shuffle", "conv2d", "fake_quantize", "igc_backend", "igc_conv2d",
+           "permuted_pointwise", "quantize_input", "sign_ste"]
+
+#: the ``backend=`` values of the IGC functions and modules
+BACKENDS = ("auto", "composed", "fused")
 
 
 def _geometry(x, kernel_size, stride, padding, dilation):
@@ -49,7 +52,72 @@ def channel_shuffle(x, groups):
     return x.reshape(n, groups, c // groups, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
 
 
-def igc_conv2d(x, primary, secondary, L, M, stride=1, padding=0, dilation=1):
+def _triton_kernels():
+    try:
+        from . import _triton
+    except ImportError as exc:
+        raise ImportError("backend='fused' runs Triton kernels and needs Triton, which ships with torch's CUDA "
+                          "builds; on the CPU (its interpreter, for tests): pip install triton") from exc
+    return _triton
+
+
+def igc_backend(x, backend="auto"):
+    """Which implementation the IGC functions and modules run on ``x``: ``'composed'`` or ``'fused'``.
+
+    ``'composed'`` chains torch ops (grouped convs, channel-shuffle views);
+    ``'fused'`` runs this package's Triton kernels (IGCV1 in one kernel, a
+    shuffle folded into the neighbouring grouped 1x1 conv as an index).
+    ``'auto'`` is ``'composed'``: the fused kernels are tested (on the CPU,
+    in Triton's interpreter) but not yet measured faster on any GPU, so they
+    run only when asked for. ``'fused'`` needs a CUDA tensor, or
+    ``TRITON_INTERPRET=1`` set before triton is first imported (Triton's
+    interpreter, on the CPU: slow, for tests).
+    """
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    if backend != "fused":
+        return "composed"
+    if not x.is_cuda and not _triton_kernels().INTERPRET:
+        raise ValueError(f"backend='fused' runs Triton kernels: x must be a CUDA tensor (got one on {x.device}), or "
+                         "TRITON_INTERPRET=1 must be set before triton is first imported (Triton's interpreter)")
+    return "fused"
+
+
+def _igc_composed(x, primary, secondary, L, M, g):
+    y = F.conv2d(_pad(x, g), primary, None, (g.sh, g.sw), 0, (g.dh, g.dw), L)
+    y = channel_shuffle(y, L)
+    y = F.conv2d(y, secondary, groups=M)
+    return channel_shuffle(y, M)
+
+
+def _grads(composed, inputs, needs, grad_out):
+    """The gradients of ``composed(*inputs)`` for the inputs that need one (the fused kernels' backward)."""
+    with torch.enable_grad():
+        leaves = [t.detach().requires_grad_(bool(need)) for t, need in zip(inputs, needs)]
+        y = composed(*leaves)
+        wrt = [t for t, need in zip(leaves, needs) if need]
+        found = iter(torch.autograd.grad(y, wrt, grad_out))
+    return [next(found) if need else None for need in needs]
+
+
+class _FusedIGCV1(torch.autograd.Function):
+    """Forward: one Triton kernel; backward: the composed ops' gradients (one recomputation)."""
+
+    @staticmethod
+    def forward(ctx, x, primary, secondary, L, M, g):
+        ctx.save_for_backward(x, primary, secondary)
+        ctx.L, ctx.M, ctx.g = L, M, g
+        return _triton_kernels().igcv1_forward(x.contiguous(), primary.contiguous(), secondary.contiguous(), L, M, g)
+
+    @staticmethod
+    def backward(ctx, grad):
+        L, M, g = ctx.L, ctx.M, ctx.g
+        found = _grads(lambda x, p, s: _igc_composed(x, p, s, L, M, g), ctx.saved_tensors, ctx.needs_input_grad[:3],
+                       grad)
+        return (*found, None, None, None)
+
+
+def igc_conv2d(x, primary, secondary, L, M, stride=1, padding=0, dilation=1, backend="auto"):
     """IGCV1: primary group conv (L groups) -> shuffle -> secondary 1x1 group conv (M groups) -> shuffle back.
 
     Parameters
@@ -58,6 +126,10 @@ def igc_conv2d(x, primary, secondary, L, M, stride=1, padding=0, dilation=1):
     primary : tensor (L*M, M, kH, kW)
     secondary : tensor (L*M, L, 1, 1)
     L, M : int
+    backend : 'auto', 'composed' or 'fused'
+        See :func:`igc_backend`. ``'fused'`` computes each output tile in
+        one kernel: y[l M + m] = sum_i Ws[m L + l, i] z[i M + m] with z the
+        primary's output, held in registers.
 
     Notes
     -----
@@ -69,10 +141,77 @@ def igc_conv2d(x, primary, secondary, L, M, stride=1, padding=0, dilation=1):
         raise ValueError(f"primary must have shape (L*M, M, kH, kW) = ({G}, {M}, kH, kW), got {tuple(primary.shape)}")
     if tuple(secondary.shape) != (G, L, 1, 1):
         raise ValueError(f"secondary must have shape (L*M, L, 1, 1) = ({G}, {L}, 1, 1), got {tuple(secondary.shape)}")
-    y = conv2d(x, primary, None, stride, padding, dilation, groups=L)
-    y = channel_shuffle(y, L)
-    y = F.conv2d(y, secondary, groups=M)
-    return channel_shuffle(y, M)
+    g = _geometry(x, tuple(primary.shape[2:]), stride, padding, dilation)
+    if x.shape[1] != G:
+        raise ValueError(f"x has C_in={x.shape[1]} channels, IGCV1 (L={L}, M={M}) expects L*M = {G}")
+    if igc_backend(x, backend) == "fused":
+        return _FusedIGCV1.apply(x, primary, secondary, L, M, g)
+    return _igc_composed(x, primary, secondary, L, M, g)
+
+
+def _pointwise_composed(x, weight, groups, in_perm, out_perm):
+    y = F.conv2d(x if in_perm is None else x[:, in_perm], weight, groups=groups)
+    return y if out_perm is None else y[:, out_perm]
+
+
+class _FusedPointwise(torch.autograd.Function):
+    """Forward: one Triton kernel reading and writing channels by index; backward: the composed ops' gradients."""
+
+    @staticmethod
+    def forward(ctx, x, weight, groups, in_perm, out_perm):
+        ctx.save_for_backward(x, weight)
+        ctx.groups, ctx.in_perm, ctx.out_perm = groups, in_perm, out_perm
+        out_index = None if out_perm is None else torch.argsort(out_perm)  # where conv channel o is written
+        return _triton_kernels().pointwise_forward(x.contiguous(), weight.contiguous(), groups, in_perm, out_index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        groups, in_perm, out_perm = ctx.groups, ctx.in_perm, ctx.out_perm
+        found = _grads(lambda x, w: _pointwise_composed(x, w, groups, in_perm, out_perm), ctx.saved_tensors,
+                       ctx.needs_input_grad[:2], grad)
+        return (*found, None, None, None)
+
+
+def _check_perm(perm, n, name, x):
+    if perm is None:
+        return None
+    if not isinstance(perm, torch.Tensor) or perm.dim() != 1 or perm.shape[0] != n or perm.is_floating_point():
+        raise ValueError(f"{name} must be None or a 1-D integer tensor of length {n}, got "
+                         f"{tuple(perm.shape) if isinstance(perm, torch.Tensor) else type(perm).__name__}")
+    return perm.to(device=x.device, dtype=torch.int64)
+
+
+def permuted_pointwise(x, weight, groups=1, in_perm=None, out_perm=None, backend="auto"):
+    """A grouped 1x1 conv with channel permutations on either side: ``conv1x1(x[:, in_perm], weight)[:, out_perm]``.
+
+    Parameters
+    ----------
+    x : tensor (N, C_in, H, W)
+    weight : tensor (C_out, C_in / groups, 1, 1)
+    groups : int
+    in_perm : None or int tensor (C_in,)
+        The conv's input channel j is x's channel ``in_perm[j]``.
+    out_perm : None or int tensor (C_out,)
+        The result's channel k is the conv's output channel ``out_perm[k]``.
+    backend : 'auto', 'composed' or 'fused'
+        See :func:`igc_backend`. ``'fused'`` reads and writes the channels
+        through the indices inside the kernel: the permutations cost no
+        memory pass (how IGCV2's and IGCV3's shuffles are folded).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D (N, C_in, H, W), got shape {tuple(x.shape)}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    c_out = weight.shape[0]
+    if weight.dim() != 4 or tuple(weight.shape[2:]) != (1, 1) or weight.shape[1] * groups != x.shape[1] \
+            or c_out % groups:
+        raise ValueError(f"weight must have shape (C_out, C_in/groups, 1, 1) with C_in = {x.shape[1]}, groups = "
+                         f"{groups} and C_out a multiple of groups, got {tuple(weight.shape)}")
+    in_perm = _check_perm(in_perm, x.shape[1], "in_perm", x)
+    out_perm = _check_perm(out_perm, c_out, "out_perm", x)
+    if igc_backend(x, backend) == "fused":
+        return _FusedPointwise.apply(x, weight, groups, in_perm, out_perm)
+    return _pointwise_composed(x, weight, groups, in_perm, out_perm)
 
 
 def sign_ste(x):
@@ -119,9 +258,9 @@ def quantize_input(x, bits, scale=None):
     whole conv2d input (max(abs(x)) = max(abs(cols))).
     """
     qmax = 2 ** (bits - 1) - 1
-    if scale is None:
-        peak = float(x.detach().abs().max()) if x.numel() else 0.0
-        scale = (peak or 1.0) / qmax
+    if scale is None:  # kept a tensor, so that torch.compile(fullgraph=True) traces it
+        peak = x.detach().abs().amax().double() if x.numel() else x.new_zeros((), dtype=torch.float64)
+        scale = torch.where(peak > 0, peak, torch.ones_like(peak)) / qmax
     return fake_quantize(x, scale, 0.0, -qmax, qmax)
 
 

@@ -1,4 +1,4 @@
-"""Functions on torch tensors: convolutions with sparseconv's conventions, IGC, any operator, STEs.
+"""Functions on torch tensors: convolutions with sparseconv's conventions, IGC (composed or fused), any operator, STEs.
 
 Device-agnostic: every tensor made here is made on the device (and in the
 dtype) of the input. Like torch's and sparseconv's, "convolution" here is
@@ -7,10 +7,11 @@ cross-correlation.
 
 from .. import NonlinearWeight, WeightOperator
 from . import modules
-from ._ops import binary_input_conv2d, channel_shuffle, conv2d, fake_quantize, igc_conv2d, quantize_input, sign_ste
+from ._ops import (BACKENDS, binary_input_conv2d, channel_shuffle, conv2d, fake_quantize, igc_backend, igc_conv2d,
+                   permuted_pointwise, quantize_input, sign_ste)
 
-__all__ = ["binary_input_conv2d", "channel_shuffle", "conv2d", "fake_quantize", "igc_conv2d", "operator_conv2d",
-           "quantize_input", "sign_ste"]
+__all__ = ["BACKENDS", "binary_input_conv2d", "channel_shuffle", "conv2d", "fake_quantize", "igc_backend",
+           "igc_conv2d", "operator_conv2d", "permuted_pointwise", "quantize_input", "sign_ste"]
 
 
 def operator_conv2d(x, op, stride=1, padding=0, dilation=1):

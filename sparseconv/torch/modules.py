@@ -43,6 +43,12 @@ def _check_int(value, name):
     return int(value)
 
 
+def _check_backend(backend):
+    if not isinstance(backend, str) or backend not in SF.BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, SF.BACKENDS))}, got {backend!r}")
+    return backend
+
+
 def _same_padding(kernel_size, dilation):
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
@@ -387,6 +393,11 @@ class IGCV1Conv2d(nn.Module):
     kernel_size, stride, dilation : as for nn.Conv2d
     padding : None (keep the size at stride 1: dilation*(k-1)//2) or as for nn.Conv2d
     bias : bool
+    backend : 'auto', 'composed' or 'fused'
+        :func:`sparseconv.torch.functional.igc_backend`: the composed torch
+        ops, or one Triton kernel per output tile (forward; the backward
+        runs the composed ops). ``'auto'`` is ``'composed'`` until the fused
+        kernel is measured faster on a GPU.
 
     Notes
     -----
@@ -395,8 +406,10 @@ class IGCV1Conv2d(nn.Module):
     :class:`sparseconv.IGCV1`; ``from_operator`` the reverse.
     """
 
-    def __init__(self, channels, L, M, kernel_size=3, stride=1, padding=None, dilation=1, bias=False):
+    def __init__(self, channels, L, M, kernel_size=3, stride=1, padding=None, dilation=1, bias=False,
+                 backend="auto"):
         super().__init__()
+        self.backend = _check_backend(backend)
         L, M = _check_int(L, "L"), _check_int(M, "M")
         if _check_int(channels, "channels") != L * M:
             raise ValueError(f"channels must equal L*M = {L * M}, got {channels}")
@@ -418,7 +431,8 @@ class IGCV1Conv2d(nn.Module):
         return with_bias(m, bias)
 
     def forward(self, x):
-        y = SF.igc_conv2d(x, self.primary, self.secondary, self.L, self.M, self.stride, self.padding, self.dilation)
+        y = SF.igc_conv2d(x, self.primary, self.secondary, self.L, self.M, self.stride, self.padding, self.dilation,
+                          self.backend)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
     def to_operator(self):
@@ -427,7 +441,7 @@ class IGCV1Conv2d(nn.Module):
         return IGCV1(_numpy(self.primary), _numpy(self.secondary), self.L, self.M)
 
     def extra_repr(self):
-        return f"L={self.L}, M={self.M}, stride={self.stride}, padding={self.padding}"
+        return f"L={self.L}, M={self.M}, stride={self.stride}, padding={self.padding}, backend={self.backend!r}"
 
 
 class IGCV2Conv2d(nn.Module):
@@ -435,13 +449,18 @@ class IGCV2Conv2d(nn.Module):
 
     The interleaving permutations are the core's (:class:`sparseconv.IGCV2`):
     mixed-radix digit permutations when the branch sizes multiply to C
-    (strictly complementary), channel shuffles otherwise.
+    (strictly complementary), channel shuffles otherwise. With
+    ``backend='fused'`` (:func:`sparseconv.torch.functional.igc_backend`)
+    each permutation is read or written by index inside the neighbouring
+    1x1 group conv's Triton kernel (:func:`~sparseconv.torch.functional.permuted_pointwise`).
     """
 
-    def __init__(self, channels, branch_sizes, kernel_size=3, stride=1, padding=None, dilation=1, bias=False):
+    def __init__(self, channels, branch_sizes, kernel_size=3, stride=1, padding=None, dilation=1, bias=False,
+                 backend="auto"):
         from .. import IGCV2, Permutation
 
         super().__init__()
+        self.backend = _check_backend(backend)
         C = _check_int(channels, "channels")
         sizes = [_check_int(k, "branch size") for k in branch_sizes]
         for k in sizes:
@@ -464,6 +483,7 @@ class IGCV2Conv2d(nn.Module):
             else:
                 self._steps.append(("pw", n_pw))
                 n_pw += 1
+        self._folded = _fold_permutations(self._steps)
         self.bias = nn.Parameter(torch.zeros(C)) if bias else None
 
     @classmethod
@@ -478,18 +498,49 @@ class IGCV2Conv2d(nn.Module):
 
     def forward(self, x):
         y = SF.conv2d(x, self.depthwise, None, self.stride, self.padding, self.dilation, groups=self.channels)
-        for kind, i in self._steps:
-            if kind == "perm":
-                y = y[:, getattr(self, f"perm{i}")]
-            else:
+        if SF.igc_backend(y, self.backend) == "fused":
+            for i, before, after in self._folded:
                 w = self.pointwise[i]
-                y = F.conv2d(y, w, groups=self.channels // w.shape[1])
+                y = SF.permuted_pointwise(y, w, self.channels // w.shape[1], self._perm(before), self._perm(after),
+                                          "fused")
+        else:
+            for kind, i in self._steps:
+                if kind == "perm":
+                    y = y[:, getattr(self, f"perm{i}")]
+                else:
+                    w = self.pointwise[i]
+                    y = F.conv2d(y, w, groups=self.channels // w.shape[1])
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+    def _perm(self, steps):
+        """The permutation that applying the perm buffers ``steps`` in turn makes (None for none)."""
+        perm = None
+        for i in steps:
+            p = getattr(self, f"perm{i}")
+            perm = p if perm is None else perm[p]  # y[:, a][:, b] = y[:, a[b]]
+        return perm
 
     def to_operator(self):
         from .. import IGCV2
 
         return IGCV2(_numpy(self.depthwise), [_numpy(p) for p in self.pointwise])
+
+
+def _fold_permutations(steps):
+    """IGCV2's steps as (pointwise i, perms read before it, perms written after it): every permutation folded into
+    the next 1x1 conv's input index, and those after the last one into its output index."""
+    folded, pending = [], []
+    for kind, i in steps:
+        if kind == "perm":
+            pending.append(i)
+        else:
+            folded.append([i, tuple(pending), ()])
+            pending = []
+    if folded:
+        folded[-1][2] = tuple(pending)
+    elif pending:
+        raise ValueError("an IGCV2 with permutations but no 1x1 conv to fold them into")
+    return [tuple(f) for f in folded]
 
 
 class IGCV3Block(nn.Module):
@@ -501,10 +552,20 @@ class IGCV3Block(nn.Module):
     residual when stride = 1 and C_in = C_out. The expansion conv is kept
     even when expansion = 1; convs have no bias. Without its BN and ReLU6 the
     block is the linear operator :class:`sparseconv.IGCV3`.
+
+    With ``backend='fused'`` (:func:`sparseconv.torch.functional.igc_backend`)
+    the expansion conv runs as a Triton kernel that writes its channels in
+    shuffled order (the shuffle costs no memory pass), and BN1 runs on the
+    shuffled channels with its parameters and running statistics indexed
+    the same way.
     """
 
-    def __init__(self, in_channels, out_channels, expansion=6, stride=1, groups=(2, 2), kernel_size=3):
+    def __init__(self, in_channels, out_channels, expansion=6, stride=1, groups=(2, 2), kernel_size=3,
+                 backend="auto"):
+        from .. import channel_shuffle_permutation
+
         super().__init__()
+        self.backend = _check_backend(backend)
         c_in, c_out = _check_int(in_channels, "in_channels"), _check_int(out_channels, "out_channels")
         t = _check_int(expansion, "expansion")
         G1, G2 = (_check_int(g, "groups") for g in groups)
@@ -522,10 +583,16 @@ class IGCV3Block(nn.Module):
         self.reduce = nn.Conv2d(E, c_out, 1, groups=G2, bias=False)
         self.bn3 = nn.BatchNorm2d(c_out)
         self.residual = stride == 1 and c_in == c_out
+        self.register_buffer("shuffle", _buffer(channel_shuffle_permutation(E, G1).perm.astype(np.int64)),
+                             persistent=False)
 
     def forward(self, x):
-        y = self.bn1(self.expand(x))
-        y = SF.channel_shuffle(y, self.groups[0])
+        if SF.igc_backend(x, self.backend) == "fused":
+            y = SF.permuted_pointwise(x, self.expand.weight, self.groups[0], None, self.shuffle, "fused")
+            y = _batch_norm_indexed(self.bn1, y, self.shuffle)
+        else:
+            y = self.bn1(self.expand(x))
+            y = SF.channel_shuffle(y, self.groups[0])
         y = F.relu6(self.bn2(self.depthwise(y)))
         y = self.bn3(self.reduce(y))
         return x + y if self.residual else y
@@ -536,6 +603,30 @@ class IGCV3Block(nn.Module):
 
         return IGCV3(_numpy(self.expand.weight), _numpy(self.depthwise.weight), _numpy(self.reduce.weight),
                      self.groups)
+
+
+def _batch_norm_indexed(bn, y, index):
+    """``bn`` applied to channels ``index`` of its input, given as y (y[:, k] is channel index[k]).
+
+    What ``nn.BatchNorm2d.forward`` does, with the affine parameters and the
+    running statistics read, and updated, through ``index``.
+    """
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    use_batch = bn.training or (bn.running_mean is None and bn.running_var is None)
+    stats = bn.running_mean is not None and (not bn.training or bn.track_running_stats)
+    mean = bn.running_mean[index] if stats else None
+    var = bn.running_var[index] if stats else None
+    weight = None if bn.weight is None else bn.weight[index]
+    bias = None if bn.bias is None else bn.bias[index]
+    out = F.batch_norm(y, mean, var, weight, bias, use_batch, factor, bn.eps)
+    if stats and use_batch:  # F.batch_norm updated the indexed copies
+        with torch.no_grad():
+            bn.running_mean[index] = mean
+            bn.running_var[index] = var
+    return out
 
 
 class _WithBias(nn.Module):
