@@ -64,6 +64,11 @@ _TILE_MAX_GROUP = 8
 # slower than the GEMM paths at 49 pixels, as fast at 196).
 _PIXEL_TILE_MIN_CIN = 16
 _PIXEL_TILE_MIN_PIXELS_PACKED = 256
+# Grouped convs take the pixel tiles with at least this many input channels per group and the pixels above,
+# each group's blocks packed apart: measured 1.27-1.58x faster than the per-group GEMMs of the shifted path
+# at 128 and 256 channels per group (256ch 14x14 and 512ch 7x7, N = 8); 0.9-0.95x as fast at 64, 0.4-0.9x at
+# 16-32 (a tile's depth, 9 x C_in/G, too short for its fixed costs), and at N = 1 (49 and 196 pixels).
+_PIXEL_TILE_MIN_GROUP = 128
 # Tiles of output pixels per task of the pixel-tile kernel (8 to 24 measured alike).
 _PIXEL_CHUNK_TILES = 16
 # Output columns per task: enough for an efficient GEMM, small enough that a
@@ -140,9 +145,9 @@ def conv2d_method(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
 
     Takes conv2d's arguments and checks them as it does.
 
-    One of ``'pixel-tiles'`` (no groups, kernels larger than 1x1, at least
-    16 input channels: register tiles of output pixels x output channels
-    on a zero-padded copy of x, no GEMM), ``'shifted'``
+    One of ``'pixel-tiles'`` (kernels larger than 1x1, at least 16 input
+    channels, or 128 per group: register tiles of output pixels x output
+    channels on a zero-padded copy of x, no GEMM), ``'shifted'``
     (stride 1: one GEMM per kernel tap on the padded input),
     ``'channels-last'`` (GEMMs on im2col tiles copied from a
     channels-last copy of x), ``'im2col'`` (GEMMs on NCHW im2col tiles),
@@ -556,28 +561,36 @@ def _grouped_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, serial,
     return run
 
 
-def pixel_tile_weight(weight, width):
-    """The (C_out, C_in, kH, kW) weight packed for :func:`_direct.conv_pixel_tiles`: (n_blocks*K, width).
+def pixel_tile_weight(weight, width, groups=1):
+    """The (C_out, C_in/G, kH, kW) weight packed for :func:`_direct.conv_pixel_tiles`: (G*nb*K, width).
 
-    Block b holds output channels b*width .. b*width + width - 1 (zeros past
-    C_out) as K = kH*kW*C_in rows in (i, j, c) order: row (i*kW + j)*C_in + c
-    of block b is weight[b*width:(b+1)*width, c, i, j].
+    Each group's C_out/G output channels in nb = ceil(C_out/G / width)
+    blocks of ``width`` (zeros past the group's last), each block as
+    K = kH*kW*C_in/G rows in (i, j, c) order: row (i*kW + j)*C_in/G + c of
+    block b of group g is weight[g*C_out/G + b*width + o, c, i, j] in column o.
     """
-    n_blocks = -(-weight.shape[0] // width)
-    wpk = np.empty((n_blocks * weight[0].size, width), weight.dtype)  # (n_blocks*K, B)
-    _direct.pack_weight(np.ascontiguousarray(weight), wpk, weight.size < _PARALLEL_RELAYOUT)
+    weight = np.ascontiguousarray(weight)
+    cout_g = weight.shape[0] // groups
+    per_group = -(-cout_g // width)
+    k = weight[0].size
+    wpk = np.empty((groups * per_group * k, width), weight.dtype)  # (G*nb*K, B)
+    serial = weight.size < _PARALLEL_RELAYOUT
+    for g in range(groups):
+        _direct.pack_weight(weight[g * cout_g:(g + 1) * cout_g], wpk[g * per_group * k:(g + 1) * per_group * k],
+                            serial)
     return wpk
 
 
 def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, serial, slabs):
-    """Ungrouped convs larger than 1x1 by pixel tiles on a zero-padded copy of x; else None."""
+    """Convs larger than 1x1 by pixel tiles on a zero-padded copy of x (ungrouped, or wide groups); else None."""
     n_img, c_in, height, width = x_shape
-    c_out = w_shape[0]
+    c_out, cin_g = w_shape[:2]
+    cout_g = c_out // groups
     p_img = geom.h_out * geom.w_out
     total = n_img * p_img
-    if groups != 1 or geom.kh * geom.kw == 1 or c_in < _PIXEL_TILE_MIN_CIN:
+    if geom.kh * geom.kw == 1 or cin_g < (_PIXEL_TILE_MIN_CIN if groups == 1 else _PIXEL_TILE_MIN_GROUP):
         return None
-    if not cached and total < _PIXEL_TILE_MIN_PIXELS_PACKED:
+    if (groups > 1 or not cached) and total < _PIXEL_TILE_MIN_PIXELS_PACKED:
         return None
     hp = height + geom.top + geom.bottom
     wp = width + geom.left + geom.right
@@ -585,7 +598,7 @@ def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, s
     most = max(_pixel_tile.PIXELS.values())
     chunk_max = _PIXEL_CHUNK_TILES * most
     tables = (total + most) * 8 + geom.kh * geom.kw * 8  # pix and koff, int64
-    relayout = 0 if cached else -(-c_out // widest) * widest * w_shape[1] * geom.kh * geom.kw
+    relayout = 0 if cached else groups * -(-cout_g // widest) * widest * cin_g * geom.kh * geom.kw
     need = (n_img * hp * wp * c_in + slabs * widest * (most + chunk_max) + relayout) * dtype.itemsize + tables
     if need > workspace:
         return None
@@ -606,7 +619,7 @@ def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, s
         pix[:total] = starts
         pix[total:] = starts[-1]
         block = _pixel_tile.block_channels(path, dtype)
-        n_blocks = -(-c_out // block)
+        n_blocks = groups * -(-cout_g // block)
         n_chunks = -(-n_tiles // _PIXEL_CHUNK_TILES)
         if not serial:
             n_chunks = max(n_chunks, -(-2 * slabs // n_blocks))  # every thread has work
@@ -617,8 +630,8 @@ def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, s
     def run(x, weight, bias, layout):
         path = _tile.float_path()  # read per call: SPARSECONV_ISA may change between calls
         pix, chunk, block = tiling(path)
-        kind = f"pixel_tiles{block}"
-        make = functools.partial(pixel_tile_weight, width=block)
+        kind = f"pixel_tiles{block}" + (f"g{groups}" if groups > 1 else "")
+        make = functools.partial(pixel_tile_weight, width=block, groups=groups)
         wpk = make(weight) if layout is None else layout(kind, make)
         xp = np.empty((n_img, c_in, hp, wp), dtype)  # (N, C_in, H_p, W_p)
         _direct.pad_planes(x, xp, geom.top, geom.left, serial)
@@ -626,7 +639,7 @@ def _pixel_tile_plan(x_shape, dtype, w_shape, geom, groups, workspace, cached, s
         _direct.conv_pixel_tiles(_tile.MARKER[path](0), _pixel_tile.PIXELS[path], xp, wpk,
                                  zeros if bias is None else bias, out, pix, koff,
                                  np.empty((slabs, _pixel_tile.PIXELS[path] * block), dtype),
-                                 np.empty((slabs, block * chunk), dtype), chunk, serial)
+                                 np.empty((slabs, block * chunk), dtype), chunk, groups, serial)
         return out.reshape(out_shape)
     run.method = "pixel-tiles"
     return run

@@ -253,10 +253,11 @@ def test_fit_bad_input(call, match):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kwargs", [dict(padding=1), dict(padding=0), dict(padding=2, dilation=2),
                                     dict(padding="same")])
-@pytest.mark.parametrize("L, M", [(4, 3), (2, 8), (8, 1), (2, 12)], ids=["M3", "M8", "M1", "M12-gemm"])
+@pytest.mark.parametrize("L, M", [(4, 3), (2, 8), (8, 1), (2, 12), (3, 17), (2, 20)],
+                         ids=["M3", "M8", "M1", "M12", "M17-gemm", "M20-gemm"])
 def test_igcv1_fused_kernel_on_wide_images(rng, dtype, kwargs, L, M):
     """Outputs at least 28 wide take the fused one-pass kernel (primary and secondary per band of rows):
-    register tiles for primary groups of M <= 8 channels (any M, rows padded to the tile), GEMMs above."""
+    register tiles for primary groups of M <= 16 channels (any M, rows padded to the tile), GEMMs above."""
     from sparseconv import igc
 
     op = sc.IGCV1.random(L, M, seed=9, dtype=dtype)
@@ -267,6 +268,16 @@ def test_igcv1_fused_kernel_on_wide_images(rng, dtype, kwargs, L, M):
     assert_close(y, torch_conv2d(x, op.to_weight(), bias, **kwargs), dtype)
     small = sc.conv2d(x, op, bias, workspace=op._fused_workspace(x, **kwargs) - 1, **kwargs)  # two-pass path
     assert_close(small, y, dtype)
+
+
+def test_igcv1_two_groups_of_128_take_two_passes(rng):
+    """L = 2, M = 128 on a wide output: the primary by conv2d's grouped pixel tiles, then the secondary."""
+    from sparseconv import igc
+
+    op = sc.IGCV1.random(2, 128, seed=4)
+    x = rng.standard_normal((1, 256, 16, 30)).astype(np.float32)
+    assert op.M >= igc._TWO_PASS_MIN_M and x.shape[-1] >= igc._FUSED_MIN_WIDTH
+    assert_close(sc.conv2d(x, op, padding=1), torch_conv2d(x, op.to_weight(), padding=1), np.float32)
 
 
 @pytest.mark.parametrize("level", ["portable", "avx2", "avx512"])

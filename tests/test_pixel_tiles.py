@@ -13,10 +13,10 @@ from sparseconv._validation import geometry
 from conftest import assert_close, torch_conv2d
 
 
-def _operator_method(x, weight, stride, padding, dilation):
+def _operator_method(x, weight, stride, padding, dilation, groups=1):
     """The dense method an operator's call takes (its weight's layouts cached): conv2d_method says 'operator'."""
     geom = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
-    return _conv._dense_plan(x.shape, x.dtype, weight.shape, geom, 1, _conv.DEFAULT_WORKSPACE, True,
+    return _conv._dense_plan(x.shape, x.dtype, weight.shape, geom, groups, _conv.DEFAULT_WORKSPACE, True,
                              numba.get_num_threads()).method
 
 # (N, C_in, C_out, H, W, kernel, stride, padding, dilation)
@@ -53,6 +53,53 @@ def test_pixel_tiles_match_torch(rng, case, dtype):
         assert not sc.conv2d_method(x, weight, **kwargs).endswith("serial")
 
 
+# (N, C_in, C_out, H, W, stride, padding, groups), 3x3 kernels, at least 256 output pixels
+GROUPED = [
+    (1, 32, 32, 17, 16, 1, 1, 2),  # each group's output channels in one partial block
+    (2, 64, 96, 12, 11, 1, 1, 4),  # 24 outputs per group: a partial block per group, tiles across images
+    (2, 48, 42, 24, 23, 2, 1, 3),  # stride 2, 16 inputs and 14 outputs per group
+    (2, 128, 128, 14, 14, 1, 0, 2),  # two blocks per group at once, no padding
+]
+
+
+@pytest.fixture
+def narrow_groups_take_tiles(monkeypatch):
+    """Groups of 16 or more channels take the pixel tiles (in use, 128 or more), so that small shapes reach them."""
+    monkeypatch.setattr(_conv, "_PIXEL_TILE_MIN_GROUP", 16)
+    _conv._dense_plan.cache_clear()  # plans made under the other threshold
+    yield
+    _conv._dense_plan.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", GROUPED, ids=[str(i) for i in range(len(GROUPED))])
+def test_grouped_pixel_tiles_match_torch(rng, case, dtype, narrow_groups_take_tiles):
+    """Each group's blocks read only its own input channels and write only its own outputs."""
+    n, c_in, c_out, h, w, stride, padding, groups = case
+    kwargs = dict(stride=stride, padding=padding, groups=groups)
+    for scale in (1, 4):
+        x = rng.standard_normal((n * scale, c_in, h, w)).astype(dtype)
+        weight = rng.standard_normal((c_out, c_in // groups, 3, 3)).astype(dtype)
+        bias = rng.standard_normal(c_out).astype(dtype)
+        assert sc.conv2d_method(x, weight, bias, **kwargs).startswith("pixel-tiles")
+        expected = torch_conv2d(x, weight, bias, **kwargs)
+        assert_close(sc.conv2d(x, weight, bias, **kwargs), expected, dtype)
+        op = sc.BlockDiagonalWeight(weight, groups)  # the packed weight cached on the operator
+        for _ in range(2):
+            assert_close(sc.conv2d(x, op, bias, stride=stride, padding=padding), expected, dtype)
+
+
+def test_grouped_pixel_tiles_need_wide_groups_and_pixels(rng):
+    """In use: 128 channels per group and 256 output pixels take the tiles; 64 per group, or 144 pixels, do not."""
+    weight = rng.standard_normal((256, 128, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((2, 256, 12, 12)).astype(np.float32)  # 288 output pixels
+    assert sc.conv2d_method(x, weight, padding=1, groups=2).startswith("pixel-tiles")
+    assert_close(sc.conv2d(x, weight, padding=1, groups=2), torch_conv2d(x, weight, padding=1, groups=2),
+                 np.float32)
+    assert not sc.conv2d_method(x, weight[:, :64], padding=1, groups=4).startswith("pixel-tiles")
+    assert not sc.conv2d_method(x[:1, :, :, :], weight, padding=1, groups=2).startswith("pixel-tiles")
+
+
 def test_a_weight_packed_per_call_needs_enough_pixels(rng):
     """Few output pixels and a plain weight array: the pack would cost more than it saves, a GEMM path runs."""
     x = rng.standard_normal((1, 64, 7, 7)).astype(np.float32)
@@ -62,15 +109,23 @@ def test_a_weight_packed_per_call_needs_enough_pixels(rng):
     assert_close(sc.conv2d(x, weight, padding=1), torch_conv2d(x, weight, padding=1), np.float32)
 
 
+def _numpy_pack(weight, width):
+    """The zero-padded (C_out, K) matrix, columns in (i, j, c) order, cut in blocks of ``width`` rows, transposed."""
+    c_out = weight.shape[0]
+    blocks = -(-c_out // width)
+    rows = np.zeros((blocks * width, weight[0].size), weight.dtype)
+    rows[:c_out] = weight.transpose(0, 2, 3, 1).reshape(c_out, -1)
+    return rows.reshape(blocks, width, -1).transpose(0, 2, 1).reshape(-1, width)
+
+
 def test_packed_weight_is_each_blocks_transpose(rng):
-    """The packing kernel against NumPy: the zero-padded (C_out, K) matrix, columns in (i, j, c) order, per block."""
+    """The packing kernel against NumPy, ungrouped and grouped (each group packed apart, in order)."""
     for c_out, width in [(5, 16), (40, 32), (64, 32), (70, 8)]:
         weight = rng.standard_normal((c_out, 19, 3, 2)).astype(np.float32)
-        blocks = -(-c_out // width)
-        rows = np.zeros((blocks * width, weight[0].size), np.float32)
-        rows[:c_out] = weight.transpose(0, 2, 3, 1).reshape(c_out, -1)
-        expected = rows.reshape(blocks, width, -1).transpose(0, 2, 1).reshape(-1, width)
-        assert np.array_equal(_conv.pixel_tile_weight(weight, width), expected)
+        assert np.array_equal(_conv.pixel_tile_weight(weight, width), _numpy_pack(weight, width))
+    weight = rng.standard_normal((48, 16, 3, 3)).astype(np.float32)  # 3 groups of 16 outputs, blocks of 32
+    expected = np.concatenate([_numpy_pack(weight[16 * g:16 * (g + 1)], 32) for g in range(3)])
+    assert np.array_equal(_conv.pixel_tile_weight(weight, 32, groups=3), expected)
 
 
 @pytest.mark.parametrize("level", ["portable", "avx2", "avx512"])

@@ -8,7 +8,9 @@ columns spends part of its time packing operands and loading and
 storing its accumulators per depth block; here the accumulators stay in
 registers for the whole depth kH*kW*C_in, and the input is read in place.
 
-Tasks are (chunk of output pixels, block of output channels). The output
+A grouped conv packs each group's blocks apart and reads its group's
+input channels only. Tasks are (chunk of output pixels, block of output
+channels). The output
 pixels of all N images are numbered q = n*H_out*W_out + h*W_out + w and
 cut into chunks of whole tiles, so a tile may span rows and images: no
 lane is spent on padding columns. A task keeps its channel block's
@@ -97,12 +99,14 @@ def _pack_block(weight, wpk, blk):
 
 
 @jit(**PARALLEL)
-def conv_pixel_tiles(marker, pixels, xp, wpk, bias, out, pix, koff, ws_tile, ws_slab, chunk, serial):
+def conv_pixel_tiles(marker, pixels, xp, wpk, bias, out, pix, koff, ws_tile, ws_slab, chunk, groups, serial):
     """out (N, C_out, P) = conv of the zero-padded xp (N, C_in, H_p, W_p) by the packed weight wpk, + bias.
 
-    wpk: (n_blocks*K, B), block b's rows are the K = kH*kW*C_in taps and
-    channels (in (i, j, c) order) of output channels b*B .. b*B+B-1, zero
-    past C_out. pix: where each output pixel's receptive field starts in
+    ``groups`` groups of C_in/G input and C_out/G output channels. wpk:
+    (G*nb*K, B) with nb = ceil(C_out/G / B) blocks per group; block b of
+    group g holds the K = kH*kW*C_in/G taps and channels (in (i, j, c)
+    order) of the group's output channels b*B .. b*B+B-1, zero past the
+    group's last. pix: where each output pixel's receptive field starts in
     xp's flat array (in channel 0 of its image), padded with copies of the
     last to whole tiles of ``pixels``; koff: where each tap sits in it.
     ws_tile (n_threads, >= pixels*B) and ws_slab (n_threads, >= B*chunk)
@@ -110,9 +114,9 @@ def conv_pixel_tiles(marker, pixels, xp, wpk, bias, out, pix, koff, ws_tile, ws_
     thread, in slab 0.
     """
     width = wpk.shape[1]
-    n_blocks = (out.shape[1] + width - 1) // width
+    n_blocks = groups * ((out.shape[1] // groups + width - 1) // width)
     n_tasks = (out.shape[0] * out.shape[2] + chunk - 1) // chunk * n_blocks
-    args = (marker, pixels, xp, wpk, bias, out, pix, koff, chunk)
+    args = (marker, pixels, xp, wpk, bias, out, pix, koff, chunk, groups)
     if serial:
         for task in range(n_tasks):
             _pixel_task(task, ws_tile[0], ws_slab[0], args)
@@ -125,22 +129,24 @@ def conv_pixel_tiles(marker, pixels, xp, wpk, bias, out, pix, koff, ws_tile, ws_
 @jit(**SERIAL)
 def _pixel_task(task, res, slab, args):
     """Task (pixel chunk, channel block) of :func:`conv_pixel_tiles`, in the slabs ``res`` and ``slab``."""
-    marker, pixels, xp, wpk, bias, out, pix, koff, chunk = args
-    c_in = xp.shape[1]
+    marker, pixels, xp, wpk, bias, out, pix, koff, chunk, groups = args
+    cin_g = xp.shape[1] // groups
     plane = xp.shape[2] * xp.shape[3]
-    c_out, p_img = out.shape[1], out.shape[2]
+    cout_g, p_img = out.shape[1] // groups, out.shape[2]
     total = out.shape[0] * p_img
     width = wpk.shape[1]
-    n_blocks = (c_out + width - 1) // width
-    k = koff.size * c_in
+    per_group = (cout_g + width - 1) // width
+    n_blocks = groups * per_group
+    k = koff.size * cin_g
     blk = task % n_blocks
+    g = blk // per_group
     q0 = (task // n_blocks) * chunk
     q1 = min(total, q0 + chunk)
-    o0 = blk * width
-    n_o = min(width, c_out - o0)
-    x_flat = xp.ravel()
+    o0 = g * cout_g + (blk - g * per_group) * width
+    n_o = min(width, (g + 1) * cout_g - o0)
+    x_flat = xp.ravel()[g * cin_g * plane:]  # pix counts from channel 0 of each image; this group's from here
     for t0 in range(q0, q1, pixels):
-        pixel_tile(marker, wpk, blk * k, x_flat, pix, t0, koff, c_in, plane, res, 0)
+        pixel_tile(marker, wpk, blk * k, x_flat, pix, t0, koff, cin_g, plane, res, 0)
         for p in range(min(pixels, q1 - t0)):
             for o in range(n_o):
                 slab[o * chunk + t0 - q0 + p] = res[p * width + o]
