@@ -126,7 +126,10 @@ def _bench_torch(args):
           "composed module's time / this variant's\n")
     print_table(result)
     _write_json(args, result)
-    return 0
+    for w in result["wrong"]:
+        print(f"WRONG, not timed: {w['module']} {w['variant']} on {w['device']} ({w['layer']}, N={w['N']}) differs "
+              f"from its reference by {w['relative_error']:.2g} of the output's largest magnitude")
+    return 1 if result["wrong"] else 0
 
 
 def _info(args):

@@ -166,9 +166,31 @@ def test_bench_torch_runs(tmp_path, capsys):
     path = tmp_path / "torch.json"
     assert main(["bench", "torch", "--quick", "--repeat", "1", "--devices", "cpu", "--json", str(path)]) == 0
     assert "speedup vs dense" in capsys.readouterr().out
-    records = json.loads(path.read_text())["records"]
-    assert {r["module"] for r in records} >= {"dense", "IGCV1 L=2", "IGCV1 L=8"}
-    assert all(r["median_s"] > 0 and r["mac_reduction"] >= 1 for r in records)
+    data = json.loads(path.read_text())
+    assert {r["module"] for r in data["records"]} >= {"dense", "IGCV1 L=2", "IGCV1 L=8"}
+    assert all(r["median_s"] > 0 and r["mac_reduction"] >= 1 for r in data["records"])
+    assert data["wrong"] == []
+
+
+@pytest.mark.slow
+def test_bench_torch_reports_a_wrong_variant_and_times_the_rest(tmp_path, capsys, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from sparseconv.bench import torchpath
+
+    variants = torchpath._variants
+
+    def with_a_wrong_one(label, *args):  # the identity is no 3x3 conv: it must be caught, not timed
+        extra = [("identity", torch.nn.Identity(), "nchw")] if label == "dense" else []
+        return variants(label, *args) + extra
+
+    monkeypatch.setattr(torchpath, "_variants", with_a_wrong_one)
+    path = tmp_path / "torch.json"
+    assert main(["bench", "torch", "--quick", "--repeat", "1", "--devices", "cpu", "--json", str(path)]) == 1
+    assert "WRONG, not timed: dense identity on cpu" in capsys.readouterr().out
+    data = json.loads(path.read_text())
+    assert [(w["module"], w["variant"]) for w in data["wrong"]] == [("dense", "identity")]
+    assert data["wrong"][0]["relative_error"] > 0.1
+    assert "identity" not in {r["variant"] for r in data["records"]} and len(data["records"]) > 5
 
 
 def test_stream_triad_and_the_depthwise_bandwidth_column():

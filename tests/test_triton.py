@@ -34,7 +34,8 @@ IGCV1_CASES = [  # L, M, H, W, geometry
     (1, 3, 4, 4, dict(padding="same")),
     (5, 1, 4, 5, dict()),
     (2, 2, 5, 9, dict(padding=(0, 2), stride=(1, 2))),
-    (16, 1, 4, 4, dict(padding=1)),  # L >= 16: the secondary by tl.dot
+    (16, 1, 4, 4, dict(padding=1)),  # L >= 16
+    (2, 70, 5, 5, dict(padding=1)),  # several blocks of m and chunks of c (float32: 2 and 3; float64: 5 and 9)
 ]
 
 
@@ -155,14 +156,50 @@ def test_backend_choice_and_errors(monkeypatch):
         SF.igc_backend(x, "triton")
     with pytest.raises(ValueError, match="backend must be one of"):
         st.IGCV1Conv2d(4, 2, 2, backend="cuda")
+    with pytest.raises(TypeError, match="backend must be a str"):
+        st.IGCV3Block(4, 4, 2, backend=None)
     monkeypatch.setattr(_triton, "INTERPRET", False)
     if DEVICE == "cpu":
         with pytest.raises(ValueError, match="x must be a CUDA tensor .* TRITON_INTERPRET=1"):
             SF.igc_conv2d(x, torch.zeros(4, 2, 3, 3), torch.zeros(4, 2, 1, 1), 2, 2, backend="fused")
-    with pytest.raises(ValueError, match="in_perm must be None or a 1-D integer tensor of length 4"):
+    with pytest.raises(ValueError, match=r"in_perm must be 1-D of length 4, got shape \(3,\)"):
         SF.permuted_pointwise(x, torch.zeros(4, 4, 1, 1), 1, torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="out_perm must be a permutation of 0 .. 3"):
+        SF.permuted_pointwise(x, torch.zeros(4, 4, 1, 1), 1, None, torch.tensor([0, 1, 1, 3]))
+    with pytest.raises(TypeError, match="in_perm must be None or an integer tensor, got list"):
+        SF.permuted_pointwise(x, torch.zeros(4, 4, 1, 1), 1, [0, 1, 2, 3])
     with pytest.raises(ValueError, match=r"weight must have shape \(C_out, C_in/groups, 1, 1\)"):
         SF.permuted_pointwise(x, torch.zeros(4, 4, 3, 3), 1)
+
+
+def test_auto_takes_the_fused_pointwise_for_inference_on_cuda_only(monkeypatch):
+    from sparseconv.torch import _ops
+
+    monkeypatch.setattr(_ops, "_on_cuda", lambda x: True)  # as on a GPU: the kernels run here in the interpreter
+    x, w = torch.zeros(1, 4, 3, 3), torch.zeros(4, 4, 1, 1, requires_grad=True)
+    assert SF.igc_backend(x, "auto", "pointwise") == "fused"
+    assert SF.igc_backend(x, "auto", "pointwise", (w,)) == "composed"  # training: the fused backward recomputes
+    with torch.no_grad():
+        assert SF.igc_backend(x, "auto", "pointwise", (w,)) == "fused"
+        assert SF.igc_backend(x, "auto", "igcv1") == SF.igc_backend(x, "auto", "igcv3_block") == "composed"
+        assert SF.igc_backend(x, "composed", "pointwise") == "composed"
+    with pytest.raises(ValueError, match="kind must be one of 'igcv1', 'pointwise', 'igcv3_block'"):
+        SF.igc_backend(x, "auto", "igcv2")
+
+    torch.manual_seed(3)
+    module = st.IGCV2Conv2d(16, (4, 4)).to(DEVICE)
+    calls = []
+    fused_apply = _ops._FusedPointwise.apply
+    monkeypatch.setattr(_ops._FusedPointwise, "apply", lambda *a: calls.append(1) or fused_apply(*a))
+    x = torch.randn(2, 16, 5, 5, device=DEVICE)
+    composed = module(x)  # parameters that need a gradient, grad mode on: composed
+    assert calls == []
+    with torch.no_grad():
+        _close(module(x), composed, torch.float32)
+    assert len(calls) == 2  # IGCV2's two 1x1 convs, each with its permutations as indices
+    monkeypatch.setattr(_ops, "_triton_installed", lambda: False)
+    with torch.no_grad():
+        assert SF.igc_backend(x, "auto", "pointwise") == "composed"
 
 
 def test_missing_triton_names_the_install(monkeypatch):

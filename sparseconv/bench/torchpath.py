@@ -12,7 +12,8 @@ CUDA: float32 and bfloat16, batch 64 and 256 (64 in quick mode).
 
 Each linear module is first checked against torch's conv2d with its
 operator's dense weight, each compiled or fused variant against its composed
-twin (in float32), then all are timed: warm-up, then ``repeat`` samples of at
+twin (in float32): one that differs is reported under "wrong" and not
+timed. Then all are timed: warm-up, then ``repeat`` samples of at
 least ``min_sample_s`` each, alternating contenders, medians reported (CUDA
 timings synchronise the device). "Realised" = (speedup over the dense NCHW
 conv) / (MAC reduction); "vs composed" = the composed module's time / this
@@ -79,7 +80,7 @@ def bench_torch(quick=False, repeat=None, devices=None, compile=False, progress=
     if "cuda" in devices and not torch.cuda.is_available():
         raise ValueError("--devices cuda: torch sees no CUDA device")
     repeat = repeat or (3 if quick else 7)
-    records = []
+    records, wrong = [], []
     torch.manual_seed(0)
     for device in devices:
         cuda = device == "cuda"
@@ -107,7 +108,11 @@ def bench_torch(quick=False, repeat=None, devices=None, compile=False, progress=
                                 xv = x.contiguous(memory_format=torch.channels_last) if layout == "cl" else x
                                 err = float((v(xv) - expected).abs().max() / expected.abs().max())
                                 if err > (5e-3 if cuda else 1e-4):  # TF32 on CUDA, as cuDNN's convs by default
-                                    raise RuntimeError(f"{label} {variant} on {device} differs by {err:.2g}")
+                                    # reported and left untimed, so that one wrong variant costs no other's numbers
+                                    progress(f"WRONG: {label} {variant} on {device} differs by {err:.2g}")
+                                    wrong.append({"device": device, "layer": name, "N": n, "module": label,
+                                                  "variant": variant, "relative_error": err})
+                                    continue
                                 entries.append((label, variant, v, xv))
                         entries = [(label, variant, v.to(dtype), xv.to(dtype)) for label, variant, v, xv in entries]
                         for _, _, vm, xv in entries:
@@ -134,7 +139,7 @@ def bench_torch(quick=False, repeat=None, devices=None, compile=False, progress=
     env = environment()
     env["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     env["triton"] = _triton_version()
-    return {"environment": env, "records": records}
+    return {"environment": env, "records": records, "wrong": wrong}
 
 
 def _triton_version():

@@ -5,13 +5,16 @@ dtype) of the input. Like torch's and sparseconv's, "convolution" here is
 cross-correlation.
 """
 
+import functools
+import importlib.util
+
 import torch
 import torch.nn.functional as F
 
 from .._validation import geometry
 
-__all__ = ["BACKENDS", "binary_input_conv2d", "channel_shuffle", "conv2d", "fake_quantize", "igc_backend", "igc_conv2d",
-           "permuted_pointwise", "quantize_input", "sign_ste"]
+__all__ = ["BACKENDS", "IGC_KINDS", "binary_input_conv2d", "channel_shuffle", "conv2d", "fake_quantize", "igc_backend",
+           "igc_conv2d", "permuted_pointwise", "quantize_input", "sign_ste"]
 
 #: the ``backend=`` values of the IGC functions and modules
 BACKENDS = ("auto", "composed", "fused")
@@ -61,26 +64,71 @@ def _triton_kernels():
     return _triton
 
 
-def igc_backend(x, backend="auto"):
-    """Which implementation the IGC functions and modules run on ``x``: ``'composed'`` or ``'fused'``.
+def check_backend(backend):
+    """``backend`` itself if it is one of :data:`BACKENDS`; else a TypeError or ValueError naming them."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a str, one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    return backend
+
+
+#: what an IGC function or module computes: ``igc_backend``'s ``kind``
+IGC_KINDS = ("igcv1", "pointwise", "igcv3_block")
+
+#: the kinds whose fused kernels ``'auto'`` takes (inference on CUDA): measured faster than the composed ops on every
+#: shape and dtype of ``sparseconv bench torch`` on an H200 (docs/benchmarks.md); IGCV1's and the IGCV3 block's were not
+_AUTO_FUSED = frozenset({"pointwise"})
+
+
+def igc_backend(x, backend="auto", kind="igcv1", weights=()):
+    """Which implementation an IGC function or module runs on ``x``: ``'composed'`` or ``'fused'``.
 
     ``'composed'`` chains torch ops (grouped convs, channel-shuffle views);
     ``'fused'`` runs this package's Triton kernels (IGCV1 in one kernel, a
     shuffle folded into the neighbouring grouped 1x1 conv as an index).
-    ``'auto'`` is ``'composed'``: the fused kernels are tested (on the CPU,
-    in Triton's interpreter) but not yet measured faster on any GPU, so they
-    run only when asked for. ``'fused'`` needs a CUDA tensor, or
-    ``TRITON_INTERPRET=1`` set before triton is first imported (Triton's
-    interpreter, on the CPU: slow, for tests).
+    ``'auto'`` takes ``'fused'`` only where it was measured faster, on an
+    H200 (``sparseconv bench torch``, docs/benchmarks.md): for
+    ``kind='pointwise'`` (:func:`permuted_pointwise`, the 1x1 convs of
+    ``IGCV2Conv2d``: 1.37-2.88x as fast as composed), on a CUDA tensor,
+    with Triton installed, when no gradient is being recorded for ``x`` or
+    ``weights`` (the fused backward recomputes the composed forward) and
+    outside ``torch.compile`` (inductor fuses the composed ops itself).
+    Otherwise ``'composed'``: the fused IGCV1 kernel ran 0.17-1.02x as fast
+    as the composed ops, the fused ``IGCV3Block`` 0.60-1.74x. ``'fused'``
+    needs a CUDA tensor, or ``TRITON_INTERPRET=1`` set before triton is
+    first imported (Triton's interpreter, on the CPU: slow, for tests).
+
+    Parameters
+    ----------
+    x : tensor, the input
+    backend : 'auto', 'composed' or 'fused'
+    kind : 'igcv1', 'pointwise' or 'igcv3_block'
+    weights : iterable of tensors, the parameters the call uses (whether a gradient is recorded)
     """
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-    if backend != "fused":
+    check_backend(backend)
+    if kind not in IGC_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, IGC_KINDS))}, got {kind!r}")
+    if backend == "auto":
+        recording = torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
+        fused = (kind in _AUTO_FUSED and _on_cuda(x) and not recording and not torch.compiler.is_compiling()
+                 and _triton_installed())
+        return "fused" if fused else "composed"
+    if backend == "composed":
         return "composed"
     if not x.is_cuda and not _triton_kernels().INTERPRET:
         raise ValueError(f"backend='fused' runs Triton kernels: x must be a CUDA tensor (got one on {x.device}), or "
                          "TRITON_INTERPRET=1 must be set before triton is first imported (Triton's interpreter)")
     return "fused"
+
+
+def _on_cuda(x):
+    return x.is_cuda
+
+
+@functools.cache
+def _triton_installed():
+    return importlib.util.find_spec("triton") is not None
 
 
 def _igc_composed(x, primary, secondary, L, M, g):
@@ -144,7 +192,7 @@ def igc_conv2d(x, primary, secondary, L, M, stride=1, padding=0, dilation=1, bac
     g = _geometry(x, tuple(primary.shape[2:]), stride, padding, dilation)
     if x.shape[1] != G:
         raise ValueError(f"x has C_in={x.shape[1]} channels, IGCV1 (L={L}, M={M}) expects L*M = {G}")
-    if igc_backend(x, backend) == "fused":
+    if igc_backend(x, backend, "igcv1", (primary, secondary)) == "fused":
         return _FusedIGCV1.apply(x, primary, secondary, L, M, g)
     return _igc_composed(x, primary, secondary, L, M, g)
 
@@ -173,12 +221,19 @@ class _FusedPointwise(torch.autograd.Function):
 
 
 def _check_perm(perm, n, name, x):
+    """``perm`` as int64 on x's device, checked to be a permutation of range(n) (not while torch.compile traces)."""
     if perm is None:
         return None
-    if not isinstance(perm, torch.Tensor) or perm.dim() != 1 or perm.shape[0] != n or perm.is_floating_point():
-        raise ValueError(f"{name} must be None or a 1-D integer tensor of length {n}, got "
-                         f"{tuple(perm.shape) if isinstance(perm, torch.Tensor) else type(perm).__name__}")
-    return perm.to(device=x.device, dtype=torch.int64)
+    if not isinstance(perm, torch.Tensor) or perm.is_floating_point() or perm.is_complex():
+        raise TypeError(f"{name} must be None or an integer tensor, got {type(perm).__name__}"
+                        + (f" of {perm.dtype}" if isinstance(perm, torch.Tensor) else ""))
+    if perm.dim() != 1 or perm.shape[0] != n:
+        raise ValueError(f"{name} must be 1-D of length {n}, got shape {tuple(perm.shape)}")
+    perm = perm.to(device=x.device, dtype=torch.int64)
+    if not torch.compiler.is_compiling() and not torch.equal(torch.sort(perm).values,
+                                                             torch.arange(n, device=perm.device)):
+        raise ValueError(f"{name} must be a permutation of 0 .. {n - 1}")
+    return perm
 
 
 def permuted_pointwise(x, weight, groups=1, in_perm=None, out_perm=None, backend="auto"):
@@ -209,7 +264,13 @@ def permuted_pointwise(x, weight, groups=1, in_perm=None, out_perm=None, backend
                          f"{groups} and C_out a multiple of groups, got {tuple(weight.shape)}")
     in_perm = _check_perm(in_perm, x.shape[1], "in_perm", x)
     out_perm = _check_perm(out_perm, c_out, "out_perm", x)
-    if igc_backend(x, backend) == "fused":
+    return _pointwise(x, weight, groups, in_perm, out_perm, backend)
+
+
+def _pointwise(x, weight, groups, in_perm, out_perm, backend):
+    """:func:`permuted_pointwise` unchecked, for the modules: their permutations are int64 on x's device and valid
+    by construction, and checking one's values reads it back to the host (on a GPU, a sync in every forward)."""
+    if igc_backend(x, backend, "pointwise", (weight,)) == "fused":
         return _FusedPointwise.apply(x, weight, groups, in_perm, out_perm)
     return _pointwise_composed(x, weight, groups, in_perm, out_perm)
 

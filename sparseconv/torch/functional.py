@@ -7,10 +7,10 @@ cross-correlation.
 
 from .. import NonlinearWeight, WeightOperator
 from . import modules
-from ._ops import (BACKENDS, binary_input_conv2d, channel_shuffle, conv2d, fake_quantize, igc_backend, igc_conv2d,
-                   permuted_pointwise, quantize_input, sign_ste)
+from ._ops import (BACKENDS, IGC_KINDS, binary_input_conv2d, channel_shuffle, conv2d, fake_quantize, igc_backend,
+                   igc_conv2d, permuted_pointwise, quantize_input, sign_ste)
 
-__all__ = ["BACKENDS", "binary_input_conv2d", "channel_shuffle", "conv2d", "fake_quantize", "igc_backend",
+__all__ = ["BACKENDS", "IGC_KINDS", "binary_input_conv2d", "channel_shuffle", "conv2d", "fake_quantize", "igc_backend",
            "igc_conv2d", "operator_conv2d", "permuted_pointwise", "quantize_input", "sign_ste"]
 
 
