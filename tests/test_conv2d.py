@@ -186,3 +186,16 @@ def test_tap_major_is_one_matrix_per_tap(rng, shape):
     taps = tap_major(w)
     assert taps.flags.c_contiguous and not np.shares_memory(taps, w)
     assert np.array_equal(taps, expected)
+
+
+@pytest.mark.parametrize("groups, stride, dilation, method", [
+    (8, 1, 1, "direct"), (8, 1, (2, 1), "direct"), (4, 1, (1, 3), "direct"),  # 3x3: all nine taps in one pass
+    (8, 2, 1, "direct-phases"), (8, (2, 1), (1, 2), "direct-phases"), (4, (1, 3), 2, "direct-phases"),
+])
+def test_direct_3x3_nine_taps_in_one_pass(rng, groups, stride, dilation, method):
+    x = rng.standard_normal((2, 8, 31, 33)).astype(np.float32)  # planes too large for the channels-last path
+    weight = rng.standard_normal((8, 8 // groups, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(8).astype(np.float32)
+    kwargs = dict(stride=stride, padding=2, dilation=dilation, groups=groups)
+    assert sc.conv2d_method(x, weight, bias, **kwargs).split(",")[0] == method  # ", serial" on small ones
+    assert_close(sc.conv2d(x, weight, bias, **kwargs), torch_conv2d(x, weight, bias, **kwargs))

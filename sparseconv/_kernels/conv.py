@@ -201,6 +201,10 @@ def _direct_shifted_block(blk, per_block, args):
         for c in range(cin_g):
             for h in range(height):
                 _add(xp[(top + h) * wp + left:(top + h) * wp + left + width], x[n, first + c, h], 0)
+            if kh == 3 and kw == 3:
+                r, d = dh * wp, dw
+                _taps3x3(acc, xp, w[o, c], (0, d, 2 * d, r, r + d, r + 2 * d, 2 * r, 2 * r + d, 2 * r + 2 * d), span)
+                continue
             for i in range(kh):
                 for j in range(kw):
                     v = w[o, c, i, j]
@@ -209,6 +213,22 @@ def _direct_shifted_block(blk, per_block, args):
                         acc[t] += v * src[t]
         for oh in range(h_out):
             _add(out[n, o, oh], acc[oh * wp:], 0)
+
+
+@jit(**SERIAL)
+def _taps3x3(acc, buf, w, offsets, span):
+    """acc[t] += sum_{k<9} w.flat[k] buf[t + offsets[k]]: a 3x3 kernel's nine taps in one pass, so that each
+    vector of acc is loaded and stored once rather than nine times (the tap-by-tap loops are bound by those
+    loads and stores). Each tap reads its own view of buf, indexed by t >= 0 alone: an index that numba
+    cannot prove non-negative gets a wrap-around check that stops the loop vectorising."""
+    a0, a1, a2, a3, a4, a5, a6, a7, a8 = (w[0, 0], w[0, 1], w[0, 2], w[1, 0], w[1, 1], w[1, 2],
+                                          w[2, 0], w[2, 1], w[2, 2])
+    o0, o1, o2, o3, o4, o5, o6, o7, o8 = offsets
+    b0, b1, b2, b3, b4, b5, b6, b7, b8 = (buf[o0:], buf[o1:], buf[o2:], buf[o3:], buf[o4:], buf[o5:], buf[o6:],
+                                          buf[o7:], buf[o8:])
+    for t in range(span):
+        acc[t] += ((a0 * b0[t] + a1 * b1[t] + a2 * b2[t]) + (a3 * b3[t] + a4 * b4[t] + a5 * b5[t])
+                   + (a6 * b6[t] + a7 * b7[t] + a8 * b8[t]))
 
 
 @jit(**PARALLEL)
@@ -267,16 +287,32 @@ def _direct_phases_block(blk, per_block, args):
                         row = src[ih, q0 * sw + b - left:]
                         for q in range(seg.size):
                             seg[q] = row[q * sw]
+            if kh == 3 and kw == 3:
+                _taps3x3(acc, phases, w[o, c], (_run(0, 0, dh, dw, sh, sw, wq, plane),
+                                                _run(0, 1, dh, dw, sh, sw, wq, plane),
+                                                _run(0, 2, dh, dw, sh, sw, wq, plane),
+                                                _run(1, 0, dh, dw, sh, sw, wq, plane),
+                                                _run(1, 1, dh, dw, sh, sw, wq, plane),
+                                                _run(1, 2, dh, dw, sh, sw, wq, plane),
+                                                _run(2, 0, dh, dw, sh, sw, wq, plane),
+                                                _run(2, 1, dh, dw, sh, sw, wq, plane),
+                                                _run(2, 2, dh, dw, sh, sw, wq, plane)), span)
+                continue
             for i in range(kh):
                 for j in range(kw):
                     v = w[o, c, i, j]
-                    phase = ((i * dh) % sh) * sw + (j * dw) % sw
-                    shift = ((i * dh) // sh) * wq + (j * dw) // sw
-                    run = phases[phase * plane + shift:]
+                    run = phases[_run(i, j, dh, dw, sh, sw, wq, plane):]
                     for t in range(span):
                         acc[t] += v * run[t]
         for oh in range(h_out):
             _add(out[n, o, oh], acc[oh * wq:], 0)
+
+
+@jit(**SERIAL)
+def _run(i, j, dh, dw, sh, sw, wq, plane):
+    """Where tap (i, j)'s run starts in the phase planes: its phase ((i*dH) % sH, (j*dW) % sW), shifted by
+    ((i*dH) // sH) rows and ((j*dW) // sW) columns."""
+    return (((i * dh) % sh) * sw + (j * dw) % sw) * plane + ((i * dh) // sh) * wq + (j * dw) // sw
 
 
 @jit(**PARALLEL)
