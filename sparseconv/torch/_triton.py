@@ -145,8 +145,8 @@ def igcv1_forward(x, primary, secondary, L, M, g):
     lo = 16 if use_dot else 1  # tl.dot's smallest tile
     block_l = _pow2(L)
     block_m, block_c = min(64 if use_dot else 16, _pow2(M, lo)), min(32 if use_dot else 8, _pow2(M, lo))
-    # out holds BLOCK_L * BLOCK_M * BLOCK_P accumulators: at most 8192 (float64's 3-D sums far fewer). On an H200
-    # BLOCK_P = 128 took more shared memory than the chip has at BLOCK_M = 32 (Triton's pipelined loads).
+    # out holds BLOCK_L * BLOCK_M * BLOCK_P accumulators: at most 8192 (float64's 3-D sums far fewer). BLOCK_P
+    # stays <= 64: at 128 with BLOCK_M = 32, Triton's pipelined loads need more shared memory than an H200 has.
     block_p = max(16, min(64, _pow2(g.h_out * g.w_out), 8192 // (block_l * block_m))) if use_dot else 16
     grid = (n * triton.cdiv(g.h_out * g.w_out, block_p), triton.cdiv(M, block_m))
     _igcv1_kernel[grid](x, primary, secondary, y, g.h, g.w, g.h_out, g.w_out, g.sh, g.sw, g.top, g.left, g.dh, g.dw,
