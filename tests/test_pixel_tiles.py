@@ -13,10 +13,10 @@ from sparseconv._validation import geometry
 from conftest import assert_close, torch_conv2d
 
 
-def _operator_method(x, weight, stride, padding, dilation, groups=1):
+def _operator_method(x, weight, stride, padding, dilation):
     """The dense method an operator's call takes (its weight's layouts cached): conv2d_method says 'operator'."""
     geom = geometry(x.shape, weight.shape[2:], stride, padding, dilation)
-    return _conv._dense_plan(x.shape, x.dtype, weight.shape, geom, groups, _conv.DEFAULT_WORKSPACE, True,
+    return _conv._dense_plan(x.shape, x.dtype, weight.shape, geom, 1, _conv.DEFAULT_WORKSPACE, True,
                              numba.get_num_threads()).method
 
 # (N, C_in, C_out, H, W, kernel, stride, padding, dilation)

@@ -193,6 +193,8 @@ def _direct_shifted_block(blk, per_block, args):
     span = h_out * wp
     xp = np.zeros(hp * wp + (kw - 1) * dw, x.dtype)  # borders stay zero
     acc = np.empty(span, out.dtype)
+    r, d = dh * wp, dw
+    taps3x3 = (0, d, 2 * d, r, r + d, r + 2 * d, 2 * r, 2 * r + d, 2 * r + 2 * d)  # where a 3x3 kernel's taps read
     for task in range(blk * per_block, min((blk + 1) * per_block, n_img * c_out)):
         n = task // c_out
         o = task - n * c_out
@@ -202,8 +204,7 @@ def _direct_shifted_block(blk, per_block, args):
             for h in range(height):
                 _add(xp[(top + h) * wp + left:(top + h) * wp + left + width], x[n, first + c, h], 0)
             if kh == 3 and kw == 3:
-                r, d = dh * wp, dw
-                _taps3x3(acc, xp, w[o, c], (0, d, 2 * d, r, r + d, r + 2 * d, 2 * r, 2 * r + d, 2 * r + 2 * d), span)
+                _taps3x3(acc, xp, w[o, c], taps3x3, span)
                 continue
             for i in range(kh):
                 for j in range(kw):
@@ -265,6 +266,11 @@ def _direct_phases_block(blk, per_block, args):
     plane = hq * wq + wq  # one spare row: the last tap's run may end past the last phase row
     phases = np.empty(sh * sw * plane, x.dtype)  # (sH*sW, hq*wq + wq)
     acc = np.empty(span, out.dtype)
+    taps3x3 = (_run(0, 0, dh, dw, sh, sw, wq, plane), _run(0, 1, dh, dw, sh, sw, wq, plane),
+               _run(0, 2, dh, dw, sh, sw, wq, plane), _run(1, 0, dh, dw, sh, sw, wq, plane),
+               _run(1, 1, dh, dw, sh, sw, wq, plane), _run(1, 2, dh, dw, sh, sw, wq, plane),
+               _run(2, 0, dh, dw, sh, sw, wq, plane), _run(2, 1, dh, dw, sh, sw, wq, plane),
+               _run(2, 2, dh, dw, sh, sw, wq, plane))  # where a 3x3 kernel's taps read
     for task in range(blk * per_block, min((blk + 1) * per_block, n_img * c_out)):
         n = task // c_out
         o = task - n * c_out
@@ -288,15 +294,7 @@ def _direct_phases_block(blk, per_block, args):
                         for q in range(seg.size):
                             seg[q] = row[q * sw]
             if kh == 3 and kw == 3:
-                _taps3x3(acc, phases, w[o, c], (_run(0, 0, dh, dw, sh, sw, wq, plane),
-                                                _run(0, 1, dh, dw, sh, sw, wq, plane),
-                                                _run(0, 2, dh, dw, sh, sw, wq, plane),
-                                                _run(1, 0, dh, dw, sh, sw, wq, plane),
-                                                _run(1, 1, dh, dw, sh, sw, wq, plane),
-                                                _run(1, 2, dh, dw, sh, sw, wq, plane),
-                                                _run(2, 0, dh, dw, sh, sw, wq, plane),
-                                                _run(2, 1, dh, dw, sh, sw, wq, plane),
-                                                _run(2, 2, dh, dw, sh, sw, wq, plane)), span)
+                _taps3x3(acc, phases, w[o, c], taps3x3, span)
                 continue
             for i in range(kh):
                 for j in range(kw):

@@ -58,14 +58,6 @@ def _variants(label, module, compile, fused, torch):
     return out
 
 
-def _triton_available():
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def bench_torch(quick=False, repeat=None, devices=None, compile=False, progress=print):
     """Run the benchmark on each device (default: CPU, and CUDA when available)."""
     import torch
@@ -87,7 +79,7 @@ def bench_torch(quick=False, repeat=None, devices=None, compile=False, progress=
         sync = torch.cuda.synchronize if cuda else (lambda: None)
         batches = ((64,) if quick else (64, 256)) if cuda else ((1,) if quick else (8,))
         dtypes = (torch.float32, torch.bfloat16) if cuda else (torch.float32,)
-        fused = cuda and _triton_available()
+        fused = cuda and _triton_version() is not None
         for name, c, hw in (LAYERS[:1] if quick else LAYERS):
             built = _modules(c, torch, st)
             dense_macs = _macs(None, c, hw)

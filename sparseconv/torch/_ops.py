@@ -206,10 +206,11 @@ class _FusedPointwise(torch.autograd.Function):
     """Forward: one Triton kernel reading and writing channels by index; backward: the composed ops' gradients."""
 
     @staticmethod
-    def forward(ctx, x, weight, groups, in_perm, out_perm):
+    def forward(ctx, x, weight, groups, in_perm, out_perm, out_index):
         ctx.save_for_backward(x, weight)
         ctx.groups, ctx.in_perm, ctx.out_perm = groups, in_perm, out_perm
-        out_index = None if out_perm is None else torch.argsort(out_perm)  # where conv channel o is written
+        if out_index is None and out_perm is not None:
+            out_index = torch.argsort(out_perm)  # where conv channel o is written
         return _triton_kernels().pointwise_forward(x.contiguous(), weight.contiguous(), groups, in_perm, out_index)
 
     @staticmethod
@@ -217,7 +218,7 @@ class _FusedPointwise(torch.autograd.Function):
         groups, in_perm, out_perm = ctx.groups, ctx.in_perm, ctx.out_perm
         found = _grads(lambda x, w: _pointwise_composed(x, w, groups, in_perm, out_perm), ctx.saved_tensors,
                        ctx.needs_input_grad[:2], grad)
-        return (*found, None, None, None)
+        return (*found, None, None, None, None)
 
 
 def _check_perm(perm, n, name, x):
@@ -267,11 +268,12 @@ def permuted_pointwise(x, weight, groups=1, in_perm=None, out_perm=None, backend
     return _pointwise(x, weight, groups, in_perm, out_perm, backend)
 
 
-def _pointwise(x, weight, groups, in_perm, out_perm, backend):
+def _pointwise(x, weight, groups, in_perm, out_perm, backend, out_index=None):
     """:func:`permuted_pointwise` unchecked, for the modules: their permutations are int64 on x's device and valid
-    by construction, and checking one's values reads it back to the host (on a GPU, a sync in every forward)."""
+    by construction, and checking one's values reads it back to the host (on a GPU, a sync in every forward).
+    ``out_index``: argsort(out_perm), which a module keeps rather than recomputing it per call."""
     if igc_backend(x, backend, "pointwise", (weight,)) == "fused":
-        return _FusedPointwise.apply(x, weight, groups, in_perm, out_perm)
+        return _FusedPointwise.apply(x, weight, groups, in_perm, out_perm, out_index)
     return _pointwise_composed(x, weight, groups, in_perm, out_perm)
 
 

@@ -480,6 +480,11 @@ class IGCV2Conv2d(nn.Module):
                 self._steps.append(("pw", n_pw))
                 n_pw += 1
         self._folded = _fold_permutations(self._steps)
+        for j, (_, before, after) in enumerate(self._folded):  # what the fused forward reads, composed once
+            out = self._perm(after)
+            self.register_buffer(f"fold_in{j}", self._perm(before), persistent=False)
+            self.register_buffer(f"fold_out{j}", out, persistent=False)
+            self.register_buffer(f"fold_out_index{j}", None if out is None else torch.argsort(out), persistent=False)
         self.bias = nn.Parameter(torch.zeros(C)) if bias else None
 
     @classmethod
@@ -495,9 +500,10 @@ class IGCV2Conv2d(nn.Module):
     def forward(self, x):
         y = SF.conv2d(x, self.depthwise, None, self.stride, self.padding, self.dilation, groups=self.channels)
         if SF.igc_backend(y, self.backend, "pointwise", self.parameters()) == "fused":
-            for i, before, after in self._folded:
+            for j, (i, _, _) in enumerate(self._folded):
                 w = self.pointwise[i]
-                y = SF._pointwise(y, w, self.channels // w.shape[1], self._perm(before), self._perm(after), "fused")
+                y = SF._pointwise(y, w, self.channels // w.shape[1], getattr(self, f"fold_in{j}"),
+                                  getattr(self, f"fold_out{j}"), "fused", getattr(self, f"fold_out_index{j}"))
         else:
             for kind, i in self._steps:
                 if kind == "perm":
@@ -581,10 +587,11 @@ class IGCV3Block(nn.Module):
         self.residual = stride == 1 and c_in == c_out
         self.register_buffer("shuffle", _buffer(channel_shuffle_permutation(E, G1).perm.astype(np.int64)),
                              persistent=False)
+        self.register_buffer("shuffle_index", torch.argsort(self.shuffle), persistent=False)
 
     def forward(self, x):
         if SF.igc_backend(x, self.backend, "igcv3_block", self.parameters()) == "fused":
-            y = SF._pointwise(x, self.expand.weight, self.groups[0], None, self.shuffle, "fused")
+            y = SF._pointwise(x, self.expand.weight, self.groups[0], None, self.shuffle, "fused", self.shuffle_index)
             y = _batch_norm_indexed(self.bn1, y, self.shuffle)
         else:
             y = self.bn1(self.expand(x))
